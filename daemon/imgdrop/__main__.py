@@ -1,0 +1,3 @@
+from imgdrop.cli import main
+
+raise SystemExit(main())
