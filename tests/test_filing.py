@@ -1,0 +1,266 @@
+"""filing: collision-free names, moves that never overwrite, error files that explain."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from imgdrop import filing
+from imgdrop.filing import candidates, claim, error_path, file_failed, file_into, link_at
+from tests import images
+
+
+def names(folder: Path) -> list[str]:
+    """The sorted names in `folder`."""
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _drop(folder: Path, name: str, data: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def test_candidates_number_before_the_last_suffix() -> None:
+    assert list(itertools.islice(candidates("shot.png"), 4)) == [
+        "shot.png",
+        "shot (2).png",
+        "shot (3).png",
+        "shot (4).png",
+    ]
+    assert list(itertools.islice(candidates("a.tar.gz"), 2)) == ["a.tar.gz", "a.tar (2).gz"]
+    assert list(itertools.islice(candidates("noext"), 2)) == ["noext", "noext (2)"]
+    assert list(itertools.islice(candidates(".hidden"), 2)) == [".hidden", ".hidden (2)"]
+
+
+def test_claim_skips_taken_names_and_propagates_other_errors(tmp_path: Path) -> None:
+    tried: list[str] = []
+
+    def create(path: Path) -> None:
+        tried.append(path.name)
+        if len(tried) < 3:
+            raise FileExistsError(path)
+
+    assert claim(tmp_path, "a.png", create) == tmp_path / "a (3).png"
+    assert tried == ["a.png", "a (2).png", "a (3).png"]
+
+    def broken(path: Path) -> None:
+        raise PermissionError(path)
+
+    with pytest.raises(PermissionError):
+        claim(tmp_path, "a.png", broken)
+
+
+def test_file_into_creates_the_folder_and_keeps_the_inode(tmp_path: Path) -> None:
+    data = images.png()
+    src = _drop(tmp_path / "Inbox", "shot.png", data)
+    inode = src.stat().st_ino
+    dest = file_into(src, tmp_path / "Done")
+    assert dest == tmp_path / "Done" / "shot.png"
+    assert dest.read_bytes() == data
+    assert dest.stat().st_ino == inode  # a hard link, not a copy
+    assert dest.stat().st_nlink == 1
+    assert not src.exists()
+    assert names(tmp_path / "Inbox") == []
+
+
+def test_three_files_with_one_name_get_numbered(tmp_path: Path) -> None:
+    done = tmp_path / "Done"
+    bodies = [images.png(), images.png(), images.png()]
+    dests = [
+        file_into(_drop(tmp_path / f"in{i}", "shot.png", b), done) for i, b in enumerate(bodies)
+    ]
+    assert [d.name for d in dests] == ["shot.png", "shot (2).png", "shot (3).png"]
+    assert [d.read_bytes() for d in dests] == bodies
+    assert names(done) == ["shot (2).png", "shot (3).png", "shot.png"]
+
+
+def test_file_into_never_overwrites(tmp_path: Path) -> None:
+    done = tmp_path / "Done"
+    _drop(done, "shot.png", b"first")
+    _drop(done, "shot (2).png", b"second")
+    src = _drop(tmp_path / "Inbox", "shot.png", b"third")
+    dest = file_into(src, done)
+    assert dest.name == "shot (3).png"
+    assert (done / "shot.png").read_bytes() == b"first"
+    assert (done / "shot (2).png").read_bytes() == b"second"
+    assert dest.read_bytes() == b"third"
+
+
+def test_unusable_target_leaves_the_source_in_place(tmp_path: Path) -> None:
+    src = _drop(tmp_path / "Inbox", "shot.png", b"data")
+    (tmp_path / "Done").write_bytes(b"a file where the folder should be")
+    with pytest.raises(OSError):
+        file_into(src, tmp_path / "Done")
+    assert src.read_bytes() == b"data"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_target_leaves_the_source_in_place(tmp_path: Path) -> None:
+    src = _drop(tmp_path / "Inbox", "shot.png", b"data")
+    done = tmp_path / "Done"
+    done.mkdir()
+    done.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError):
+            file_into(src, done)
+        assert names(done) == []
+    finally:
+        done.chmod(0o755)
+    assert src.read_bytes() == b"data"
+
+
+def test_symlink_is_moved_as_a_link_never_followed(tmp_path: Path) -> None:
+    secret = _drop(tmp_path / "home", "id_rsa", b"secret")
+    src = tmp_path / "Inbox" / "key.png"
+    src.parent.mkdir()
+    src.symlink_to(secret)
+    dest = file_into(src, tmp_path / "Failed")
+    assert dest.is_symlink()
+    assert dest.readlink() == secret
+    assert secret.stat().st_nlink == 1
+
+
+@pytest.fixture
+def other_fs_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a different file system than tmp_path (/dev/shm), or skip."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        pytest.skip("no writable /dev/shm")
+    if shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("/dev/shm is on the same file system as tmp_path")
+    folder = shm / f"imgdrop-test-{uuid.uuid4().hex}"
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_file_into_across_file_systems_copies(tmp_path: Path, other_fs_dir: Path) -> None:
+    done = tmp_path / "Done"
+    _drop(done, "shot.png", b"already here")
+    data = images.png(100_000)
+    src = _drop(other_fs_dir, "shot.png", data)
+    os.utime(src, (1_700_000_000, 1_700_000_000))
+    dest = file_into(src, done)
+    assert dest == done / "shot (2).png"
+    assert dest.read_bytes() == data
+    assert dest.stat().st_mtime == 1_700_000_000  # copied like shutil.copy2
+    assert (done / "shot.png").read_bytes() == b"already here"
+    assert not src.exists()
+    assert names(done) == ["shot (2).png", "shot.png"]  # no temp left
+
+
+def test_file_failed_writes_the_reason_first(tmp_path: Path) -> None:
+    src = _drop(tmp_path / "Inbox", "notes.png", b"text")
+    reason = "This file is not an image Imgur accepts (it looks like text)."
+    dest = file_failed(src, tmp_path / "Failed", reason, {})
+    assert dest == tmp_path / "Failed" / "notes.png"
+    assert not src.exists()
+    lines = error_path(dest).read_text().splitlines()
+    assert lines[0] == reason
+    assert lines[1] == "file: notes.png"
+    assert lines[2].startswith("time: ")
+    assert datetime.fromisoformat(lines[2].removeprefix("time: ")).tzinfo is not None
+    assert error_path(dest).name == "notes.png.error.txt"
+
+
+def test_file_failed_lists_the_given_details_in_order(tmp_path: Path) -> None:
+    failed = tmp_path / "Failed"
+    _drop(failed, "shot.png", b"older failure")
+    src = _drop(tmp_path / "Inbox", "shot.png", b"big")
+    details = {
+        "time": "2026-05-12T16:42:48+02:00",
+        "server message": "File is over\n  the size limit",
+        "status": "400",
+    }
+    dest = file_failed(src, failed, "Imgur rejected the file: it is too large.", details)
+    assert dest.name == "shot (2).png"
+    assert error_path(dest).read_text() == (
+        "Imgur rejected the file: it is too large.\n"
+        "file: shot.png\n"
+        "status: 400\n"
+        "server message: File is over the size limit\n"
+        "time: 2026-05-12T16:42:48+02:00\n"
+    )
+    assert names(failed) == ["shot (2).png", "shot (2).png.error.txt", "shot.png"]
+
+
+def test_file_failed_keeps_the_pair_together_past_a_stale_error_file(tmp_path: Path) -> None:
+    failed = tmp_path / "Failed"
+    _drop(failed, "shot.png.error.txt", b"stale, the user deleted the image")
+    src = _drop(tmp_path / "Inbox", "shot.png", b"data")
+    dest = file_failed(src, failed, "Nope.", {"status": "415"})
+    assert dest.name == "shot (2).png"
+    assert error_path(dest).read_text().startswith("Nope.\n")
+    assert (failed / "shot.png.error.txt").read_bytes() == b"stale, the user deleted the image"
+    assert not (failed / "shot.png").exists()
+
+
+def test_file_failed_caps_huge_server_messages(tmp_path: Path) -> None:
+    src = _drop(tmp_path / "Inbox", "a.png", b"x")
+    page = "<html>" + "over capacity " * 1000 + "</html>"
+    dest = file_failed(
+        src, tmp_path / "Failed", "Imgur is over capacity.", {"server message": page}
+    )
+    text = error_path(dest).read_text()
+    assert len(text) < 2500
+    assert all(len(line) <= 2100 for line in text.splitlines())
+
+
+def test_file_failed_across_file_systems(tmp_path: Path, other_fs_dir: Path) -> None:
+    src = _drop(other_fs_dir, "clip.mp4", b"video bytes")
+    dest = file_failed(src, tmp_path / "Failed", "Video uploads are off.", {})
+    assert dest.read_bytes() == b"video bytes"
+    assert error_path(dest).read_text().startswith("Video uploads are off.\n")
+    assert not src.exists()
+    assert names(tmp_path / "Failed") == ["clip.mp4", "clip.mp4.error.txt"]
+
+
+def test_file_failed_leaves_the_original_when_the_error_file_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(temp: Path, dest: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+
+    monkeypatch.setattr(filing, "place", full_disk)
+    src = _drop(tmp_path / "Inbox", "shot.png", b"data")
+    with pytest.raises(OSError, match="No space"):
+        file_failed(src, tmp_path / "Failed", "Nope.", {})
+    assert src.read_bytes() == b"data"
+    assert names(tmp_path / "Failed") == []
+
+
+def test_link_at_names_the_exact_path_and_keeps_the_source(tmp_path: Path) -> None:
+    src = _drop(tmp_path / "Inbox", "shot.png", b"data")
+    dest = tmp_path / "Done" / "shot (7).png"
+    link_at(src, dest)
+    assert dest.stat().st_ino == src.stat().st_ino
+    with pytest.raises(FileExistsError):
+        link_at(src, dest)
+    other = _drop(tmp_path / "Inbox", "other.png", b"other")
+    with pytest.raises(FileExistsError):
+        link_at(other, dest)
+    assert dest.read_bytes() == b"data"
+    assert names(tmp_path / "Done") == ["shot (7).png"]
+
+
+def test_link_at_across_file_systems_copies(tmp_path: Path, other_fs_dir: Path) -> None:
+    src = _drop(other_fs_dir, "shot.png", b"data")
+    dest = tmp_path / "Done" / "shot.png"
+    link_at(src, dest)
+    assert dest.read_bytes() == b"data"
+    assert src.exists()
+    with pytest.raises(FileExistsError):
+        link_at(src, dest)
+    assert names(tmp_path / "Done") == ["shot.png"]
