@@ -1,0 +1,283 @@
+"""Journal: real SQLite in tmp_path — lifecycle, lookups, corruption recovery, concurrency."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imgdrop.journal import MIGRATIONS, Journal
+
+SHA = "a" * 64
+OTHER_SHA = "b" * 64
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "history.sqlite3"
+
+
+@pytest.fixture
+def journal(db_path: Path) -> Iterator[Journal]:
+    with Journal(db_path) as j:
+        yield j
+
+
+def _pragma(path: Path, name: str) -> object:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_creates_parent_folder_wal_and_schema_version(journal: Journal, db_path: Path) -> None:
+    assert db_path.is_file()
+    assert _pragma(db_path, "journal_mode") == "wal"
+    assert _pragma(db_path, "user_version") == len(MIGRATIONS)
+
+
+def test_lifecycle_start_upload_link_archive_finish(journal: Journal, tmp_path: Path) -> None:
+    entry = journal.start(SHA, "shot.png", 1234, 42)
+    assert (entry.state, entry.name, entry.size, entry.inode) == ("uploading", "shot.png", 1234, 42)
+    assert entry.imgur_id is None and entry.uploaded_at is None and not entry.reused
+    assert entry.created_at > 0
+
+    journal.record_attempt(entry.id, "Imgur could not be reached", counts=False)
+    uploaded = journal.record_upload(entry.id, "abc123", "https://i.imgur.com/abc123.png", "dh")
+    assert uploaded.state == "uploaded"
+    assert (uploaded.imgur_id, uploaded.link, uploaded.deletehash) == (
+        "abc123",
+        "https://i.imgur.com/abc123.png",
+        "dh",
+    )
+    assert uploaded.uploaded_at is not None and uploaded.uploaded_at >= entry.created_at
+    assert uploaded.error is None, "a successful upload clears the last error"
+
+    journal.set_link_file(entry.id, tmp_path / "Links" / "shot.webloc")
+    journal.set_archived_to(entry.id, tmp_path / "Done" / "shot.png")
+    journal.finish(entry.id)
+
+    done = journal.get(entry.id)
+    assert done.state == "done"
+    assert done.link_file == str(tmp_path / "Links" / "shot.webloc")
+    assert done.archived_to == str(tmp_path / "Done" / "shot.png")
+    assert done.finished_at is not None and done.finished_at >= uploaded.uploaded_at
+
+
+def test_record_upload_reused_flag(journal: Journal) -> None:
+    entry = journal.start(SHA, "copy.png", 10, None)
+    assert journal.record_upload(entry.id, "abc", "https://i.imgur.com/abc.png", "d", True).reused
+
+
+def test_find_open_matches_only_the_same_drop_in_open_states(journal: Journal) -> None:
+    uploading = journal.start(SHA, "a.png", 10, 7)
+    assert journal.find_open(SHA, "a.png", 7) == uploading
+    assert journal.find_open(SHA, "b.png", 7) is None
+    assert journal.find_open(SHA, "a.png", 8) is None
+    assert journal.find_open(SHA, "a.png", None) is None
+    assert journal.find_open(OTHER_SHA, "a.png", 7) is None
+
+    journal.record_upload(uploading.id, "x", "https://i.imgur.com/x.png", "d")
+    found = journal.find_open(SHA, "a.png", 7)
+    assert found is not None and found.state == "uploaded"
+
+    journal.finish(uploading.id)
+    assert journal.find_open(SHA, "a.png", 7) is None
+
+    no_inode = journal.start(SHA, "a.png", 10, None)
+    assert journal.find_open(SHA, "a.png", None) == no_inode, "NULL inode matches NULL"
+    journal.fail(no_inode.id, "a.png", 10, SHA, "boom")
+    assert journal.find_open(SHA, "a.png", None) is None
+
+
+def test_find_open_returns_newest(journal: Journal) -> None:
+    journal.start(SHA, "a.png", 10, 7)
+    newer = journal.start(SHA, "a.png", 10, 7)
+    assert journal.find_open(SHA, "a.png", 7) == newer
+
+
+def test_find_live_ignores_failed_deleted_and_unuploaded(journal: Journal) -> None:
+    assert journal.find_live(SHA) is None
+    journal.start(SHA, "pending.png", 10, 1)  # no imgur_id yet
+    assert journal.find_live(SHA) is None
+
+    failed = journal.start(SHA, "failed.png", 10, 2)
+    journal.record_upload(failed.id, "f", "https://i.imgur.com/f.png", "d")
+    journal.fail(failed.id, "failed.png", 10, SHA, "archive failed for good")
+    deleted = journal.start(SHA, "deleted.png", 10, 3)
+    journal.record_upload(deleted.id, "g", "https://i.imgur.com/g.png", "d")
+    journal.mark_deleted(deleted.id)
+    assert journal.find_live(SHA) is None
+
+    live = journal.start(SHA, "live.png", 10, 4)
+    journal.record_upload(live.id, "h", "https://i.imgur.com/h.png", "d")
+    found = journal.find_live(SHA)
+    assert found is not None and found.imgur_id == "h" and found.state == "uploaded"
+    journal.finish(live.id)
+    found = journal.find_live(SHA)
+    assert found is not None and found.state == "done"
+    assert journal.find_live(OTHER_SHA) is None
+
+
+def test_record_attempt_counts_only_when_told(journal: Journal) -> None:
+    entry = journal.start(SHA, "a.png", 10, None)
+    assert journal.record_attempt(entry.id, "HTTP 503", counts=True) == 1
+    assert journal.record_attempt(entry.id, "offline", counts=False) == 1
+    assert journal.record_attempt(entry.id, "timeout", counts=True) == 2
+    stored = journal.get(entry.id)
+    assert (stored.attempts, stored.error) == (2, "timeout")
+
+
+def test_fail_existing_entry(journal: Journal) -> None:
+    entry = journal.start(SHA, "a.png", 10, None)
+    journal.fail(entry.id, "a.png", 10, SHA, "Imgur rejected the file.")
+    failed = journal.get(entry.id)
+    assert (failed.state, failed.error) == ("failed", "Imgur rejected the file.")
+    assert failed.finished_at is not None
+    assert len(journal.history()) == 1
+
+
+def test_fail_without_entry_inserts_a_row(journal: Journal) -> None:
+    journal.fail(None, "notes.txt", 5, None, "This file is not an image Imgur accepts.")
+    (row,) = journal.history()
+    assert (row.state, row.name, row.size, row.sha256) == ("failed", "notes.txt", 5, None)
+    assert row.error == "This file is not an image Imgur accepts."
+    assert row.finished_at is not None and row.imgur_id is None
+
+
+def test_unknown_entry_raises_key_error(journal: Journal) -> None:
+    with pytest.raises(KeyError):
+        journal.get(999)
+    with pytest.raises(KeyError):
+        journal.finish(999)
+
+
+def test_history_newest_first_and_limit(journal: Journal) -> None:
+    ids = [journal.start(SHA, f"{i}.png", i, None).id for i in range(5)]
+    assert [e.id for e in journal.history()] == ids[::-1]
+    assert [e.id for e in journal.history(limit=2)] == ids[:-3:-1]
+    assert journal.history(limit=0) == []
+
+
+def test_meta_round_trip(journal: Journal) -> None:
+    assert journal.get_meta("rate_limits") is None
+    journal.set_meta("rate_limits", '{"user_remaining": 0}')
+    journal.set_meta("rate_limits", '{"user_remaining": 5}')
+    assert journal.get_meta("rate_limits") == '{"user_remaining": 5}'
+
+
+def test_reopen_keeps_data_and_migration_is_idempotent(db_path: Path) -> None:
+    with Journal(db_path) as first:
+        entry = first.start(SHA, "a.png", 10, 1)
+        first.set_meta("k", "v")
+    with Journal(db_path) as second:
+        assert second.get(entry.id) == entry
+        assert second.get_meta("k") == "v"
+    assert _pragma(db_path, "user_version") == len(MIGRATIONS)
+    assert not list(db_path.parent.glob("*.corrupt-*"))
+
+
+def test_corrupt_file_is_moved_aside_and_a_fresh_journal_starts(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db_path.parent.mkdir(parents=True)
+    garbage = b"this is not a database, just garbage bytes\n" * 200
+    db_path.write_bytes(garbage)
+
+    with caplog.at_level(logging.WARNING, logger="imgdrop.journal"), Journal(db_path) as journal:
+        entry = journal.start(SHA, "a.png", 10, None)
+        assert journal.history() == [entry]
+
+    (aside,) = db_path.parent.glob("history.sqlite3.corrupt-*")
+    assert aside.read_bytes() == garbage
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert str(db_path) in warnings[0].getMessage()
+    assert str(aside) in warnings[0].getMessage()
+
+
+_READER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=10)
+deadline = time.monotonic() + 30
+count = 0
+while count < int(sys.argv[2]):
+    count = conn.execute("SELECT count(*) FROM upload").fetchone()[0]
+    if time.monotonic() > deadline:
+        sys.exit(f"only saw {count} rows")
+print(count)
+"""
+
+
+def test_another_process_reads_while_daemon_writes(journal: Journal, db_path: Path) -> None:
+    rows = 200
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(db_path), str(rows)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for i in range(rows):
+        entry = journal.start(f"{i:064x}", f"{i}.png", i, i)
+        journal.record_upload(entry.id, f"id{i}", f"https://i.imgur.com/id{i}.png", "d")
+    out, err = reader.communicate(timeout=30)
+    assert reader.returncode == 0, err
+    assert int(out) == rows
+
+
+def test_second_journal_on_another_thread_reads_while_first_writes(
+    journal: Journal, db_path: Path
+) -> None:
+    rows = 100
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    def read() -> None:
+        try:
+            with Journal(db_path) as cli:
+                while len(cli.history()) < rows:
+                    seen.append(len(cli.history(limit=rows)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    for i in range(rows):
+        journal.start(SHA, f"{i}.png", i, None)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert errors == []
+    assert seen == sorted(seen), "a reader never sees rows disappear"
+
+
+def test_concurrent_writers_all_land(journal: Journal) -> None:
+    threads, per_thread = 8, 50
+    errors: list[BaseException] = []
+
+    def write(t: int) -> None:
+        try:
+            for i in range(per_thread):
+                entry = journal.start(f"{t:032x}{i:032x}", f"{t}-{i}.png", i, None)
+                journal.record_attempt(entry.id, "HTTP 503", counts=True)
+                journal.record_upload(entry.id, f"{t}-{i}", f"https://i.imgur.com/{t}-{i}", "d")
+                journal.finish(entry.id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=write, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=30)
+    assert errors == []
+    history = journal.history()
+    assert len(history) == threads * per_thread
+    assert len({e.id for e in history}) == threads * per_thread
+    assert all(e.state == "done" and e.attempts == 1 for e in history)
