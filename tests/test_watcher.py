@@ -1,0 +1,352 @@
+"""The watcher with real observers on real folders: what gets reported, when, and only once."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from imgdrop.watcher import Watcher, is_ignored
+from tests.conftest import wait_until
+
+PAYLOAD = os.urandom(2 * 1024 * 1024)  # 2 MB: big enough that a partial read would show
+SCREENSHOT = "Screenshot 2026-05-12 at 4.42.48\u202fPM.png"
+
+
+class Recorder:
+    """An on_ready callback recording (path, bytes read at that moment, monotonic time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: list[tuple[Path, bytes, float]] = []
+
+    def __call__(self, path: Path) -> None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            data = f"<unreadable: {exc}>".encode()
+        with self._lock:
+            self.calls.append((path, data, time.monotonic()))
+
+    def snapshot(self) -> list[tuple[Path, bytes, float]]:
+        """Return a copy of the calls so far."""
+        with self._lock:
+            return list(self.calls)
+
+    def names(self) -> list[str]:
+        """Return the reported file names in order."""
+        return [p.name for p, _, _ in self.snapshot()]
+
+    def calls_for(self, name: str) -> list[tuple[Path, bytes, float]]:
+        """Return the calls for one file name."""
+        return [c for c in self.snapshot() if c[0].name == name]
+
+    def has(self, name: str) -> bool:
+        """Return True once `name` has been reported."""
+        return name in self.names()
+
+
+Start = Callable[..., tuple[Watcher, Recorder]]
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    """The watched folder."""
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def start(inbox: Path) -> Iterator[Start]:
+    """Start a Watcher on `inbox` with a Recorder; every watcher is stopped afterwards."""
+    watchers: list[Watcher] = []
+
+    def _start(polling: bool = False, settle: float = 2.0) -> tuple[Watcher, Recorder]:
+        recorder = Recorder()
+        watcher = Watcher(inbox, settle, polling, recorder)
+        watchers.append(watcher)
+        watcher.start()
+        return watcher, recorder
+
+    yield _start
+    for watcher in watchers:
+        watcher.stop()
+
+
+@pytest.fixture(params=[False, True], ids=["native", "polling"])
+def polling(request: pytest.FixtureRequest) -> bool:
+    """Run a test under the native observer (inotify here) and the polling observer."""
+    return bool(request.param)
+
+
+def settle_for(polling: bool) -> float:
+    """A settle time long enough to tell fast paths apart natively, short when polling."""
+    return 0.3 if polling else 2.0
+
+
+def write_file(path: Path, data: bytes) -> float:
+    """Write and close `path`; return the monotonic time of the close."""
+    with path.open("wb") as f:
+        f.write(data)
+    return time.monotonic()
+
+
+def barrier(inbox: Path, watcher: Watcher, recorder: Recorder, timeout: float = 10.0) -> None:
+    """Wait until every earlier event has been processed and nothing is pending.
+
+    A fresh file is reported only after the events before it were read; once it is and no
+    candidate remains, no further on_ready call can come without a new event.
+    """
+    name = f"zz-barrier-{time.monotonic_ns()}.png"
+    write_file(inbox / name, b"barrier")
+    wait_until(lambda: recorder.has(name), timeout, f"barrier file {name}")
+    wait_until(lambda: watcher.pending() == 0, timeout, "nothing pending")
+
+
+def assert_reported_once(recorder: Recorder, name: str, data: bytes) -> float:
+    """Assert `name` was reported exactly once with `data`; return when."""
+    calls = recorder.calls_for(name)
+    assert len(calls) == 1, f"{name} reported {len(calls)} times"
+    assert calls[0][1] == data, f"{name} reported with {len(calls[0][1])} of {len(data)} bytes"
+    return calls[0][2]
+
+
+def paced_writer(
+    path: Path, data: bytes, seconds: float, chunks: int, close_empty_first: bool = False
+) -> threading.Thread:
+    """Start a thread writing `data` to `path` in `chunks` pieces spread over `seconds`."""
+
+    def run() -> None:
+        if close_empty_first:  # ImageMagick: create the final name empty, close, reopen at once
+            path.open("wb").close()
+            time.sleep(0.001)
+        step = len(data) // chunks + 1
+        with path.open("wb") as f:
+            for i in range(0, len(data), step):
+                f.write(data[i : i + step])
+                f.flush()
+                time.sleep(seconds / chunks)  # the simulated program's own pace
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".hidden.png",
+        ".DS_Store",
+        "a.part",
+        "b.crdownload",
+        "c.download",
+        "d.tmp",
+        "e.png~",
+        "F.PART",
+    ],
+)
+def test_is_ignored_names(name: str) -> None:
+    assert is_ignored(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["shot.png", SCREENSHOT, "my photo.jpg", "partial.png", "tmp.png", "a.tmp.png", "~a.png"],
+)
+def test_is_not_ignored_names(name: str) -> None:
+    assert not is_ignored(name)
+
+
+def test_written_and_closed_file_is_ready_once(start: Start, inbox: Path, polling: bool) -> None:
+    settle = settle_for(polling)
+    watcher, recorder = start(polling, settle)
+    closed = write_file(inbox / "shot.png", PAYLOAD)
+    wait_until(lambda: recorder.has("shot.png"), 10, "shot.png reported")
+    ready = assert_reported_once(recorder, "shot.png", PAYLOAD)
+    if not polling:
+        assert ready - closed < settle / 4, f"close→ready took {ready - closed:.3f}s"
+    barrier(inbox, watcher, recorder)
+    assert_reported_once(recorder, "shot.png", PAYLOAD)
+
+
+def test_rename_within_inbox_reports_final_name_only(
+    start: Start, inbox: Path, polling: bool
+) -> None:
+    watcher, recorder = start(polling, settle_for(polling))
+    temp = inbox / ".shot.png.Xa91bQ"  # rsync / screencapture style hidden temp
+    write_file(temp, PAYLOAD)
+    temp.rename(inbox / "shot.png")
+    renamed = time.monotonic()
+    wait_until(lambda: recorder.has("shot.png"), 10, "shot.png reported")
+    ready = assert_reported_once(recorder, "shot.png", PAYLOAD)
+    if not polling:
+        assert ready - renamed < 0.5, f"rename→ready took {ready - renamed:.3f}s"
+    barrier(inbox, watcher, recorder)
+    assert_reported_once(recorder, "shot.png", PAYLOAD)
+    assert not any(n.startswith(".") for n in recorder.names())
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["fresh", "old-mtime"])
+def test_rename_in_from_another_folder(
+    start: Start, inbox: Path, tmp_path: Path, polling: bool, old: bool
+) -> None:
+    settle = 0.3 if polling else 1.0
+    watcher, recorder = start(polling, settle)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_file(elsewhere / "moved.png", PAYLOAD)
+    if old:  # saved a while ago, moved in now: needs no full settle period
+        os.utime(elsewhere / "moved.png", (time.time() - 60, time.time() - 60))
+    (elsewhere / "moved.png").rename(inbox / "moved.png")
+    moved = time.monotonic()
+    wait_until(lambda: recorder.has("moved.png"), 10, "moved.png reported")
+    ready = assert_reported_once(recorder, "moved.png", PAYLOAD)
+    if old and not polling:
+        assert ready - moved < settle / 4, f"old file took {ready - moved:.3f}s"
+    barrier(inbox, watcher, recorder)
+    assert_reported_once(recorder, "moved.png", PAYLOAD)
+
+
+def test_imagemagick_close_empty_then_rewrite(start: Start, inbox: Path, polling: bool) -> None:
+    watcher, recorder = start(polling, settle_for(polling))
+    writer = paced_writer(inbox / "convert.png", PAYLOAD, 0.15, 30, close_empty_first=True)
+    wait_until(lambda: recorder.has("convert.png"), 10, "convert.png reported")
+    writer.join()
+    barrier(inbox, watcher, recorder)
+    assert_reported_once(recorder, "convert.png", PAYLOAD)
+
+
+def test_slow_writer_with_file_open(start: Start, inbox: Path, polling: bool) -> None:
+    watcher, recorder = start(polling, 0.5)
+    writer = paced_writer(inbox / "download.png", PAYLOAD, 1.5, 30)  # curl -o at 1.4 MB/s
+    wait_until(lambda: recorder.has("download.png"), 10, "download.png reported")
+    writer.join()
+    barrier(inbox, watcher, recorder)
+    assert_reported_once(recorder, "download.png", PAYLOAD)
+
+
+def test_startup_scan_reports_existing_files(start: Start, inbox: Path, polling: bool) -> None:
+    settle = 1.0 if not polling else 0.5
+    write_file(inbox / "fresh.png", b"fresh")
+    write_file(inbox / "old.png", b"old")
+    os.utime(inbox / "old.png", (time.time() - 60, time.time() - 60))
+    write_file(inbox / "empty.png", b"")
+    began = time.monotonic()
+    watcher, recorder = start(polling, settle)
+    assert watcher.pending() >= 3
+    wait_until(lambda: len(recorder.names()) == 3, 10, "the three files reported")
+    wait_until(lambda: watcher.pending() == 0, 5, "nothing pending")
+    assert recorder.calls_for("old.png")[0][2] - began < settle / 2
+    assert recorder.calls_for("empty.png")[0][2] - began >= settle
+    assert_reported_once(recorder, "fresh.png", b"fresh")
+    assert_reported_once(recorder, "empty.png", b"")
+
+
+def test_empty_placeholder_waits_for_its_download(start: Start, inbox: Path, polling: bool) -> None:
+    watcher, recorder = start(polling, 0.3)
+    write_file(inbox / "photo.png", b"")  # Firefox: empty final name + photo.png.part
+    write_file(inbox / "photo.png.part", PAYLOAD[:1000])
+    # Created later, so due no earlier than the placeholder: once it is out, the
+    # placeholder has been checked at least once after its settle period.
+    write_file(inbox / "control.png", b"")
+    wait_until(lambda: recorder.has("control.png"), 10, "empty control.png reported")
+    assert not recorder.has("photo.png")
+    (inbox / "photo.png.part").write_bytes(PAYLOAD)
+    (inbox / "photo.png.part").rename(inbox / "photo.png")
+    wait_until(lambda: recorder.has("photo.png"), 10, "photo.png reported")
+    barrier(inbox, watcher, recorder)
+    assert_reported_once(recorder, "photo.png", PAYLOAD)
+
+
+def test_ignored_entries_are_never_reported(
+    start: Start, inbox: Path, tmp_path: Path, polling: bool
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"never upload me")
+    (inbox / "at-start-link.png").symlink_to(secret)
+    write_file(inbox / ".at-start-hidden.png", b"x")
+    watcher, recorder = start(polling, settle_for(polling))
+    for name in [".hidden.png", "a.part", "b.crdownload", "c.download", "d.tmp", "e.png~"]:
+        write_file(inbox / name, b"x")
+    (inbox / "folder.png").mkdir()
+    write_file(inbox / "folder.png" / "inside.png", b"x")  # not recursive
+    (inbox / "link.png").symlink_to(secret)
+    write_file(inbox / "control.png", b"control")
+    wait_until(lambda: recorder.has("control.png"), 10, "control.png reported")
+    barrier(inbox, watcher, recorder)
+    names = recorder.names()
+    assert [n for n in names if not n.startswith("zz-barrier")] == ["control.png"]
+    assert all(data != b"never upload me" for _, data, _ in recorder.snapshot())
+
+
+def test_unicode_and_space_names(start: Start, inbox: Path, polling: bool) -> None:
+    watcher, recorder = start(polling, settle_for(polling))
+    names = [SCREENSHOT, "my holiday photo é.png", "写真 1.jpg"]
+    for name in names:
+        write_file(inbox / name, name.encode())
+    wait_until(lambda: all(recorder.has(n) for n in names), 10, "unicode names reported")
+    barrier(inbox, watcher, recorder)
+    for name in names:
+        calls = recorder.calls_for(name)
+        assert calls[0][0] == inbox / name
+        assert_reported_once(recorder, name, name.encode())
+
+
+def test_stop_is_fast_and_idempotent(start: Start, inbox: Path, polling: bool) -> None:
+    watcher, _ = start(polling, 30.0)
+    watcher.start()  # second start is a no-op
+    write_file(inbox / "unfinished.png", b"waiting to settle")
+    wait_until(lambda: watcher.pending() == 1, 5, "a candidate waiting")
+    began = time.monotonic()
+    watcher.stop()
+    assert time.monotonic() - began < 1.0
+    watcher.stop()  # second stop is a no-op
+
+
+def test_restart_after_stop(start: Start, inbox: Path) -> None:
+    watcher, recorder = start(False, 2.0)
+    watcher.stop()
+    watcher.start()
+    write_file(inbox / "again.png", b"again")
+    wait_until(lambda: recorder.has("again.png"), 10, "again.png reported after restart")
+
+
+def test_on_ready_errors_do_not_stop_the_watcher(inbox: Path) -> None:
+    seen: list[str] = []
+
+    def on_ready(path: Path) -> None:
+        seen.append(path.name)
+        if path.name == "boom.png":
+            raise RuntimeError("pipeline bug")
+
+    watcher = Watcher(inbox, 2.0, False, on_ready)
+    watcher.start()
+    try:
+        write_file(inbox / "boom.png", b"1")
+        wait_until(lambda: "boom.png" in seen, 10, "boom.png reported")
+        write_file(inbox / "after.png", b"2")
+        wait_until(lambda: "after.png" in seen, 10, "after.png reported after a failing call")
+    finally:
+        watcher.stop()
+
+
+def test_nudge_reports_again_and_missing_inbox_is_created(tmp_path: Path) -> None:
+    inbox = tmp_path / "not" / "yet" / "there"
+    recorder = Recorder()
+    watcher = Watcher(inbox, 0.3, False, recorder)
+    watcher.start()
+    try:
+        assert inbox.is_dir()
+        write_file(inbox / "shot.png", b"v1")
+        wait_until(lambda: recorder.has("shot.png"), 10, "shot.png reported")
+        watcher.nudge(inbox / "shot.png")
+        watcher.nudge(tmp_path / "outside.png")  # not in the inbox: ignored
+        wait_until(lambda: len(recorder.calls_for("shot.png")) == 2, 10, "reported again")
+        assert recorder.names() == ["shot.png", "shot.png"]
+    finally:
+        watcher.stop()
