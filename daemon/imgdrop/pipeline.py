@@ -1,0 +1,509 @@
+"""Workers: take ready files, upload each at most once, leave a link file, file the original.
+
+Order of steps, chosen so that a crash anywhere is finished by the next start:
+type check -> hash -> journal row -> upload -> journal records the link ->
+journal records the link file's name -> link file -> journal records the archive
+name -> hard link into done/ -> unlink from inbox -> journal says done.
+Only a crash between Imgur's answer and the journal write can cause a second upload.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import random
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgdrop import filetype, filing, links
+from imgdrop.config import Settings
+from imgdrop.imgur import (
+    AuthFailed,
+    ImgurClient,
+    Outcome,
+    Permanent,
+    RateLimited,
+    RateLimits,
+    Transient,
+    Uploaded,
+)
+from imgdrop.journal import Entry, Journal
+from imgdrop.notify import Notifier
+
+log = logging.getLogger(__name__)
+
+GATE_KEY = "gate_until"
+LIMITS_KEY = "rate_limits"
+FALLBACK_RATE_WAIT = 60.0  # a 429 that names no reset time
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """What says a file is still the one that was read: size, mtime and inode."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> _Identity:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class _Retry(Exception):
+    """The file stays in the inbox and is tried again after `delay` seconds (else backoff)."""
+
+    def __init__(self, reason: str, delay: float | None = None, quiet: bool = False) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.quiet = quiet  # waiting out a known pause: said once already
+
+
+class _Parked(Exception):
+    """The file waits in the inbox until the configuration changes (bad client ID)."""
+
+
+class Pipeline:
+    """A pool of worker threads fed by `submit`; every file ends in done/, failed/ or the inbox."""
+
+    def __init__(self, settings: Settings, journal: Journal, notifier: Notifier) -> None:
+        self._settings = settings
+        self._journal = journal
+        self._notifier = notifier
+        self._client: ImgurClient | None = None
+        self._cond = threading.Condition()
+        self._queued: dict[Path, float] = {}  # path -> monotonic time it is due
+        self._waiting: set[Path] = set()  # queued after a transient error
+        self._failures: dict[Path, int] = {}  # consecutive transient errors, for backoff
+        self._active: set[Path] = set()
+        self._again: set[Path] = set()  # ready again while a worker had it
+        self._hashing: set[str] = set()  # sha256 of files between journal lookup and upload
+        self._parked: set[Path] = set()
+        self._auth_failed = False
+        self._gate_until = 0.0  # epoch seconds before which nothing is sent
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+
+    # -- control -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Restore the persisted rate-limit gate and start the workers."""
+        saved = self._journal.get_meta(GATE_KEY)
+        self._gate_until = float(saved) if saved else 0.0
+        self._client = self._new_client(self._settings)
+        self._resize(self._settings.workers)
+
+    def stop(self, grace: float) -> bool:
+        """Stop taking files; wait up to `grace` s for in-flight ones. True when all finished."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        deadline = time.monotonic() + grace
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        finished = not any(t.is_alive() for t in self._threads)
+        if finished and self._client is not None:
+            self._client.close()
+        return finished
+
+    def update(self, settings: Settings) -> None:
+        """Take a reloaded configuration; a new client ID lifts an auth pause."""
+        old, self._settings = self._settings, settings
+        if (old.api_url, old.client_id) != (settings.api_url, settings.client_id):
+            previous, self._client = self._client, self._new_client(settings)
+            if previous is not None:
+                previous.close()
+        with self._cond:
+            if self._auth_failed:
+                log.info("configuration changed: resuming uploads")
+            self._auth_failed = False
+            now = time.monotonic()
+            for path in self._parked:
+                self._queued[path] = now
+            self._parked.clear()
+            self._cond.notify_all()
+        self._resize(settings.workers)
+
+    def submit(self, path: Path) -> None:
+        """Queue a ready file (at most one queue entry per path)."""
+        with self._cond:
+            if path in self._active:
+                self._again.add(path)
+                return
+            if path in self._queued and path not in self._waiting:
+                return
+            self._waiting.discard(path)
+            self._parked.discard(path)
+            self._queued[path] = time.monotonic()
+            self._cond.notify_all()
+
+    def settled(self) -> bool:
+        """True when no file is being worked on or due; only backoffs/pauses remain."""
+        with self._cond:
+            now = time.monotonic()
+            due = any(p not in self._waiting or t <= now for p, t in self._queued.items())
+            return not self._active and not due and not self._again
+
+    def waiting(self) -> int:
+        """Files left in the inbox after a transient error or an auth pause."""
+        with self._cond:
+            return len(self._waiting) + len(self._parked)
+
+    # -- workers -----------------------------------------------------------
+
+    def _resize(self, count: int) -> None:
+        with self._cond:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            for _ in range(count - len(self._threads)):
+                thread = threading.Thread(target=self._work, name="imgdrop-worker", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._cond.notify_all()
+
+    def _surplus(self) -> bool:
+        """A worker beyond the configured count leaves (called with the lock held)."""
+        alive = [t for t in self._threads if t.is_alive()]
+        if len(alive) > self._settings.workers and threading.current_thread() in alive:
+            self._threads.remove(threading.current_thread())
+            return True
+        return False
+
+    def _work(self) -> None:
+        while (path := self._take()) is not None:
+            try:
+                self._process(path)
+            except Exception:
+                log.exception("%s: unexpected error; it stays in the inbox", path.name)
+                self._schedule_retry(path, None)
+            finally:
+                self._release(path)
+
+    def _take(self) -> Path | None:
+        with self._cond:
+            while not self._stopping and not self._surplus():
+                now = time.monotonic()
+                if self._queued:
+                    path = min(self._queued, key=self._queued.__getitem__)
+                    due = self._queued[path]
+                    if due <= now:
+                        del self._queued[path]
+                        self._waiting.discard(path)
+                        self._active.add(path)
+                        return path
+                    self._cond.wait(due - now)
+                else:
+                    self._cond.wait()
+            return None
+
+    def _release(self, path: Path) -> None:
+        with self._cond:
+            self._active.discard(path)
+            if path in self._again:
+                self._again.discard(path)
+                if path.exists() and path not in self._queued:
+                    self._queued[path] = time.monotonic()
+                    self._cond.notify_all()
+
+    # -- one file ----------------------------------------------------------
+
+    def _process(self, path: Path) -> None:
+        started = time.monotonic()
+        settings = self._settings
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return  # already filed, or taken away by the user
+        if not stat.S_ISREG(st.st_mode):
+            return  # never read a symlink's target
+        try:
+            self._handle(path, st, settings, started)
+        except _Retry as retry:
+            self._schedule_retry(path, retry.delay)
+            if not retry.quiet:
+                log.warning("%s: stays in the inbox: %s", path.name, retry)
+        except _Parked:
+            with self._cond:
+                self._parked.add(path)
+        except OSError as err:
+            self._schedule_retry(path, None)
+            log.warning("%s: stays in the inbox: %s", path.name, _local_problem(err))
+
+    def _handle(self, path: Path, st: os.stat_result, settings: Settings, started: float) -> None:
+        try:
+            kind = filetype.check(path, st.st_size, settings.videos, settings.max_image_mb)
+        except filetype.Rejected as rejected:
+            self._fail(path, None, str(rejected), {}, settings, started)
+            return
+        sha256 = _sha256(path)
+        with self._only_one(sha256):  # two copies dropped at once: one upload
+            entry = self._entry_for(path, st, sha256)
+            if entry.state == "uploading":
+                uploaded = self._upload(path, entry, kind, settings, started)
+                if uploaded is None:
+                    return
+                entry = uploaded
+        if not _unchanged(path, st, sha256):
+            # written to after we read it: the fresh bytes get their own turn
+            self.submit_later(path, settings.settle_seconds)
+            return
+        assert entry.link is not None
+        link_file = self._write_link(entry, settings)
+        self._archive(path, entry, settings)
+        self._journal.finish(entry.id)
+        self._failures.pop(path, None)
+        self._notifier.uploaded(path.name, entry.link)
+        how = "link reused" if entry.reused else "uploaded"
+        log.info(
+            "%s: %s %s -> %s (%.2f s)",
+            path.name,
+            how,
+            entry.link,
+            link_file.name,
+            time.monotonic() - started,
+        )
+
+    @contextmanager
+    def _only_one(self, sha256: str) -> Iterator[None]:
+        """Serialise workers holding the same bytes."""
+        with self._cond:
+            while sha256 in self._hashing:
+                self._cond.wait()
+            self._hashing.add(sha256)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._hashing.discard(sha256)
+                self._cond.notify_all()
+
+    def _entry_for(self, path: Path, st: os.stat_result, sha256: str) -> Entry:
+        """The journal row for this drop: resumed after a crash, reused, or new."""
+        entry = self._journal.find_open(sha256, path.name, st.st_ino)
+        if entry is not None:
+            return entry
+        entry = self._journal.start(sha256, path.name, st.st_size, st.st_ino)
+        live = self._journal.find_live(sha256)
+        if live is not None and live.imgur_id and live.link and live.deletehash:
+            log.info("%s: same bytes as %s, reusing %s", path.name, live.name, live.link)
+            return self._journal.record_upload(
+                entry.id, live.imgur_id, live.link, live.deletehash, reused=True
+            )
+        return entry
+
+    def _upload(
+        self, path: Path, entry: Entry, kind: filetype.FileType, settings: Settings, started: float
+    ) -> Entry | None:
+        """Send the file; the recorded upload, or None when the file went to failed/."""
+        self._check_gate()
+        client = self._client
+        assert client is not None
+        outcome, limits = client.upload(path, "video" if kind.video else "image", kind.mime)
+        recorded = None
+        if isinstance(outcome, Uploaded):  # first thing: this write closes the duplicate window
+            recorded = self._journal.record_upload(
+                entry.id, outcome.id, outcome.link, outcome.deletehash
+            )
+        if limits is not None:
+            self._note_limits(limits)
+        if recorded is None:
+            self._react(path, entry, outcome, settings, started)
+        return recorded
+
+    def _react(
+        self, path: Path, entry: Entry, outcome: Outcome, settings: Settings, started: float
+    ) -> None:
+        """Turn a failed upload into failed/, a retry, a rate-limit pause or an auth pause."""
+        if isinstance(outcome, Permanent):
+            details = {"status": str(outcome.status or ""), "server message": outcome.message}
+            self._fail(path, entry, outcome.reason, details, settings, started)
+        elif isinstance(outcome, Transient):
+            attempts = self._journal.record_attempt(entry.id, outcome.reason, outcome.counts)
+            if outcome.counts and attempts >= settings.max_attempts:
+                reason = f"{outcome.reason.rstrip('.')} — gave up after {attempts} attempts."
+                details = {"status": str(outcome.status or ""), "server message": outcome.message}
+                self._fail(path, entry, reason, details, settings, started)
+                return
+            raise _Retry(outcome.reason)
+        elif isinstance(outcome, RateLimited):
+            self._journal.record_attempt(entry.id, outcome.reason, counts=False)
+            until = outcome.until or time.time() + max(FALLBACK_RATE_WAIT, _backoff(1, settings))
+            self._close_gate(until, outcome.reason)
+            raise _Retry(outcome.reason, delay=max(0.0, until - time.time()), quiet=True)
+        elif isinstance(outcome, AuthFailed):
+            self._journal.record_attempt(entry.id, outcome.reason, counts=False)
+            self._pause_for_auth(outcome, settings)
+            raise _Parked
+
+    def _fail(
+        self,
+        path: Path,
+        entry: Entry | None,
+        reason: str,
+        details: dict[str, str],
+        settings: Settings,
+        started: float,
+    ) -> None:
+        size = path.stat().st_size
+        dest = filing.file_failed(path, settings.failed, reason, details)
+        sha256 = entry.sha256 if entry else None
+        self._journal.fail(entry.id if entry else None, path.name, size, sha256, reason)
+        self._failures.pop(path, None)
+        self._notifier.failed(path.name, reason)
+        log.warning(
+            "%s: failed: %s -> %s (%.2f s)", path.name, reason, dest, time.monotonic() - started
+        )
+
+    def _write_link(self, entry: Entry, settings: Settings) -> Path:
+        """Write the link file once per drop: its name is journalled before it is written."""
+        assert entry.link is not None
+        if entry.link_file and _holds(Path(entry.link_file), entry.link):
+            return Path(entry.link_file)
+        name = links.link_name(entry.name, settings.link_format)
+        for dest in _free_paths(settings.outbox, name):
+            self._journal.set_link_file(entry.id, dest)
+            try:
+                links.write_link_at(dest, entry.link, settings.link_format)
+                return dest
+            except FileExistsError:
+                continue
+        raise AssertionError("unreachable: free names never run out")
+
+    def _archive(self, path: Path, entry: Entry, settings: Settings) -> None:
+        """Hard-link into done/ under a journalled name, then unlink from the inbox."""
+        if entry.archived_to:
+            dest = Path(entry.archived_to)
+            if dest.exists() and dest.samefile(path):
+                path.unlink()  # a crash fell between the link and the unlink
+                return
+        for dest in _free_paths(settings.done, path.name):
+            self._journal.set_archived_to(entry.id, dest)
+            try:
+                filing.link_at(path, dest)
+            except FileExistsError:
+                continue
+            path.unlink()
+            return
+
+    # -- retries, rate limits, auth ----------------------------------------
+
+    def submit_later(self, path: Path, delay: float) -> None:
+        """Queue `path` again after `delay` seconds."""
+        with self._cond:
+            self._queued[path] = time.monotonic() + delay
+            self._cond.notify_all()
+
+    def _schedule_retry(self, path: Path, delay: float | None) -> None:
+        failures = self._failures.get(path, 0) + 1
+        self._failures[path] = failures
+        wait = _backoff(failures, self._settings) if delay is None else delay
+        with self._cond:
+            self._queued[path] = time.monotonic() + wait
+            self._waiting.add(path)
+            self._cond.notify_all()
+
+    def _check_gate(self) -> None:
+        """Raise _Retry/_Parked when nothing may be sent now."""
+        with self._cond:
+            if self._auth_failed:
+                raise _Parked
+            wait = self._gate_until - time.time()
+        if wait > 0:
+            raise _Retry("Imgur's rate limit is used up", delay=wait, quiet=True)
+
+    def _note_limits(self, limits: RateLimits) -> None:
+        self._journal.set_meta(LIMITS_KEY, json.dumps(limits.to_json()))
+        until = limits.blocked_until()
+        if until is not None and until > time.time():
+            self._close_gate(until, "Imgur's rate limit is used up")
+
+    def _close_gate(self, until: float, reason: str) -> None:
+        with self._cond:
+            if until <= self._gate_until:
+                return
+            self._gate_until = until
+        self._journal.set_meta(GATE_KEY, repr(until))
+        log.warning(
+            "%s: no uploads until %s",
+            reason.rstrip("."),
+            time.strftime("%H:%M:%S", time.localtime(until)),
+        )
+
+    def _pause_for_auth(self, outcome: AuthFailed, settings: Settings) -> None:
+        with self._cond:
+            first = not self._auth_failed
+            self._auth_failed = True
+        if first:
+            message = (
+                f"{outcome.reason} Uploads are paused and files stay in the inbox; "
+                f"fix client_id in {settings.path} and they continue without a restart."
+            )
+            log.error("%s", message)
+            self._notifier.alert("imgdrop: uploads paused", message)
+
+    @staticmethod
+    def _new_client(settings: Settings) -> ImgurClient:
+        return ImgurClient(settings.api_url, settings.client_id or "")
+
+
+def _backoff(failures: int, settings: Settings) -> float:
+    """Exponential backoff with jitter: half fixed, half random, capped."""
+    delay = min(settings.retry_max_seconds, settings.retry_initial_seconds * 2.0 ** (failures - 1))
+    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not crypto
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _unchanged(path: Path, before: os.stat_result, sha256: str) -> bool:
+    """Is the file still the one that was hashed? Rehash only when its stat differs."""
+    try:
+        now = path.lstat()
+    except FileNotFoundError:
+        return False
+    if _Identity.of(now) == _Identity.of(before):
+        return True
+    # tar and cp -p set the mtime after the bytes: same bytes, same upload
+    return now.st_size == before.st_size and _sha256(path) == sha256
+
+
+def _free_paths(folder: Path, name: str) -> Iterator[Path]:
+    """Names in `folder` not taken right now, in order: name, name (2), ..."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for candidate in filing.candidates(name):
+        dest = folder / candidate
+        if not dest.exists():
+            yield dest
+
+
+def _holds(path: Path, link: str) -> bool:
+    try:
+        return links.read_link(path) == link
+    except (OSError, ValueError):
+        return False
+
+
+def _local_problem(err: OSError) -> str:
+    """A local file error in plain words; macOS privacy refusals get the fix."""
+    where = err.filename or "a folder"
+    if err.errno in (errno.EPERM, errno.EACCES):
+        return (
+            f"imgdrop is not allowed to write {where} (on macOS: grant the Python that runs "
+            "imgdrop Full Disk Access in System Settings > Privacy & Security); will retry."
+        )
+    if err.errno == errno.ENOSPC:
+        return f"the disk holding {where} is full; will retry."
+    return f"could not write {where}: {err.strerror}; will retry."

@@ -1,0 +1,259 @@
+"""The whole pipeline in-process: real observer, real folders, real HTTP to the fake Imgur."""
+
+from __future__ import annotations
+
+import plistlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from imgdrop import config
+from imgdrop.journal import Journal
+from imgdrop.links import read_link
+from imgdrop.notify import Notifier
+from imgdrop.pipeline import Pipeline
+from imgdrop.watcher import Watcher
+from tests import images
+from tests.conftest import CLIENT_ID, wait_until
+from tests.fakeimgur import FakeImgur
+from tests.workspace import Workspace
+
+
+@contextmanager
+def running(ws: Workspace, polling: bool = False) -> Iterator[Pipeline]:
+    """Watcher and workers on `ws`, wired the way the daemon wires them."""
+    settings = ws.settings()
+    config.ensure_folders(settings)
+    journal = Journal(settings.journal)
+    pipeline = Pipeline(settings, journal, Notifier(clipboard=False, notify=False))
+    pipeline.start()
+    watcher = Watcher(settings.inbox, settings.settle_seconds, polling, pipeline.submit)
+    watcher.start()
+    try:
+        yield pipeline
+    finally:
+        watcher.stop()
+        pipeline.stop(5)
+        journal.close()
+
+
+def done_count(ws: Workspace, n: int) -> bool:
+    return len(ws.names(ws.done)) >= n
+
+
+def test_png_jpeg_gif_end_as_webloc_with_original_in_done(
+    workspace: Workspace, fake_imgur: FakeImgur, tmp_path: Path
+) -> None:
+    ws = workspace
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    contents = {"shot.png": images.png(), "photo.jpg": images.jpeg(), "anim.gif": images.gif()}
+    with running(ws):
+        ws.drop("shot.png", contents["shot.png"])
+        (outside / "photo.jpg").write_bytes(contents["photo.jpg"])
+        (outside / "photo.jpg").rename(ws.inbox / "photo.jpg")
+        ws.drop("anim.gif", contents["anim.gif"])
+        wait_until(lambda: done_count(ws, 3), message="three files in done/")
+        wait_until(lambda: len(ws.names(ws.outbox)) == 3, message="three link files")
+
+    assert ws.names(ws.done) == ["anim.gif", "photo.jpg", "shot.png"]
+    assert ws.names(ws.inbox) == []
+    by_content = {up.content: up for up in fake_imgur.uploads}
+    for name, data in contents.items():
+        assert (ws.done / name).read_bytes() == data
+        upload = by_content[data]  # byte-identical on the server
+        assert upload.field == "image"
+        assert upload.headers["Authorization"] == f"Client-ID {CLIENT_ID}"
+        assert upload.headers["Content-Type"].startswith("multipart/form-data")
+        with (ws.outbox / f"{Path(name).stem}.webloc").open("rb") as f:
+            assert plistlib.load(f) == {"URL": upload.link}
+    assert ws.names(ws.failed) == []
+
+
+def _write_slowly(path: Path, data: bytes, seconds: float, chunks: int = 20) -> None:
+    """A writer that keeps the file open while it trickles bytes in (curl, wget)."""
+    step = len(data) // chunks + 1
+    with path.open("wb") as f:
+        for i in range(0, len(data), step):
+            f.write(data[i : i + step])
+            f.flush()
+            time.sleep(seconds / chunks)
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
+def test_slow_writer_is_uploaded_once_complete(
+    workspace: Workspace, fake_imgur: FakeImgur, polling: bool
+) -> None:
+    ws = workspace
+    data = images.png(2_000_000)
+    with running(ws, polling=polling):
+        _write_slowly(ws.inbox / "slow.png", data, seconds=1.5)
+        wait_until(lambda: done_count(ws, 1), message="slow.png in done/")
+    assert [u.content for u in fake_imgur.uploads] == [data]
+    assert (ws.done / "slow.png").read_bytes() == data
+
+
+def _imagemagick_like(path: Path, data: bytes) -> None:
+    """Create the final name, close it empty, reopen at once and write for ~150 ms."""
+    path.open("wb").close()
+    with path.open("r+b") as f:
+        for i in range(0, len(data), len(data) // 10 + 1):
+            f.write(data[i : i + len(data) // 10 + 1])
+            f.flush()
+            time.sleep(0.015)
+
+
+def _rsync_like(path: Path, data: bytes) -> None:
+    """Write a hidden temp name in the same folder, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.a1B2c3")
+    tmp.write_bytes(data)
+    tmp.rename(path)
+
+
+@pytest.mark.parametrize("writer", [_imagemagick_like, _rsync_like], ids=["imagemagick", "rsync"])
+def test_real_writer_patterns_give_one_upload_of_the_final_bytes(
+    workspace: Workspace, fake_imgur: FakeImgur, writer: object
+) -> None:
+    ws = workspace
+    data = images.png(500_000)
+    with running(ws):
+        writer(ws.inbox / "out.png", data)  # type: ignore[operator]
+        wait_until(lambda: done_count(ws, 1), message="out.png in done/")
+        # a late duplicate event would show up as a second upload within the settle time
+        time_limit = time.monotonic() + ws.settings().settle_seconds * 2
+        wait_until(lambda: time.monotonic() > time_limit, timeout=5, message="settle window")
+    assert [u.content for u in fake_imgur.uploads] == [data]
+    assert ws.names(ws.failed) == []
+
+
+def test_files_present_before_start_are_processed(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    ws = workspace
+    for i in range(3):
+        ws.drop(f"old{i}.png", images.png())
+    with running(ws):
+        wait_until(lambda: done_count(ws, 3), message="the three earlier files in done/")
+    assert len(fake_imgur.uploads) == 3
+
+
+def test_rejected_files_land_in_failed_with_a_reason_and_are_never_sent(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    ws = workspace
+    ws.write(api_url=fake_imgur.url, client_id=CLIENT_ID, max_image_mb=1, settle_seconds=0.2)
+    with running(ws):
+        ws.drop("notes.png", b"just some text, not an image\n")
+        ws.drop("empty.png", b"")
+        ws.drop("huge.png", images.png(1_500_000))
+        wait_until(lambda: len(ws.names(ws.failed)) == 6, message="3 files + 3 reasons")
+    assert fake_imgur.requests == []
+    assert "not an image" in (ws.failed / "notes.png.error.txt").read_text().splitlines()[0]
+    assert "empty" in (ws.failed / "empty.png.error.txt").read_text().splitlines()[0]
+    assert "limit" in (ws.failed / "huge.png.error.txt").read_text().splitlines()[0]
+    assert ws.names(ws.done) == []
+
+
+def test_symlinks_dotfiles_and_partials_are_left_alone(
+    workspace: Workspace, fake_imgur: FakeImgur, tmp_path: Path
+) -> None:
+    ws = workspace
+    secret = tmp_path / "id_rsa.png"
+    secret_bytes = images.png()
+    secret.write_bytes(secret_bytes)
+    with running(ws):
+        (ws.inbox / "link.png").symlink_to(secret)
+        ws.drop(".hidden.png", images.png())
+        ws.drop("download.png.part", images.png())
+        ws.drop("download.png.crdownload", images.png())
+        control = images.png()
+        ws.drop("control.png", control)
+        wait_until(lambda: done_count(ws, 1), message="the control file in done/")
+    assert [u.content for u in fake_imgur.uploads] == [control]
+    assert all(secret_bytes not in u.content for u in fake_imgur.uploads)
+    assert (ws.inbox / "link.png").is_symlink()
+    assert sorted(p.name for p in ws.inbox.iterdir()) == sorted(
+        [".hidden.png", "download.png.crdownload", "download.png.part", "link.png"]
+    )
+
+
+def test_same_name_twice_keeps_both(workspace: Workspace, fake_imgur: FakeImgur) -> None:
+    ws = workspace
+    first, second = images.png(), images.png()
+    with running(ws):
+        ws.drop("shot.png", first)
+        wait_until(lambda: done_count(ws, 1), message="first shot.png in done/")
+        ws.drop("shot.png", second)
+        wait_until(lambda: done_count(ws, 2), message="second shot.png in done/")
+        wait_until(lambda: len(ws.names(ws.outbox)) == 2, message="two link files")
+    assert ws.names(ws.done) == ["shot (2).png", "shot.png"]
+    assert (ws.done / "shot.png").read_bytes() == first
+    assert (ws.done / "shot (2).png").read_bytes() == second
+    assert ws.names(ws.outbox) == ["shot (2).webloc", "shot.webloc"]
+    links = {read_link(ws.outbox / n) for n in ws.names(ws.outbox)}
+    assert links == {u.link for u in fake_imgur.uploads}
+
+
+def test_names_with_spaces_unicode_and_narrow_no_break_space(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    ws = workspace
+    names = ["Screenshot 2026-05-12 at 4.42.48\u202fPM.png", "café – été.png", "日本語 画像.jpg"]
+    with running(ws):
+        for name in names:
+            ws.drop(name, images.png() if name.endswith("png") else images.jpeg())
+        wait_until(lambda: done_count(ws, 3), message="three unicode names in done/")
+    assert ws.names(ws.done) == sorted(names)
+    assert ws.names(ws.outbox) == sorted(f"{Path(n).stem}.webloc" for n in names)
+
+
+def test_same_bytes_twice_upload_once_and_get_two_link_files(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    ws = workspace
+    data = images.png()
+    with running(ws):
+        ws.drop("a.png", data)
+        ws.drop("b.png", data)
+        wait_until(lambda: done_count(ws, 2), message="a.png and b.png in done/")
+    assert len(fake_imgur.uploads) == 1
+    assert ws.names(ws.outbox) == ["a.webloc", "b.webloc"]
+    assert read_link(ws.outbox / "a.webloc") == read_link(ws.outbox / "b.webloc")
+
+
+def test_archiving_does_not_delay_the_next_file(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    """A rename out of the inbox would hold watchdog's next events for 0.5 s."""
+    ws = workspace
+    with running(ws):
+        ws.drop("first.png", images.png())
+        wait_until(lambda: done_count(ws, 1), message="first.png in done/")
+        dropped = time.monotonic()
+        ws.drop("second.png", images.png())
+        wait_until(lambda: done_count(ws, 2), message="second.png in done/")
+        took = time.monotonic() - dropped
+    assert took < 0.45, f"second file took {took:.3f} s"
+
+
+def test_local_write_failure_keeps_the_file_until_the_folder_is_usable(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    ws = workspace
+    with running(ws):
+        ws.outbox.rmdir()
+        ws.outbox.write_text("a file where the outbox folder should be")
+        ws.drop("shot.png", images.png())
+        wait_until(lambda: len(fake_imgur.uploads) == 1, message="the upload")
+        wait_until(
+            lambda: any(p.name == "shot.png" for p in ws.inbox.iterdir()),
+            timeout=1,
+            message="shot.png still in the inbox",
+        )
+        ws.outbox.unlink()
+        wait_until(lambda: done_count(ws, 1), message="shot.png in done/ once the outbox works")
+    assert len(fake_imgur.uploads) == 1
+    assert ws.names(ws.outbox) == ["shot.webloc"]
