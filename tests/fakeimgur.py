@@ -202,6 +202,7 @@ class FakeImgur:
         self._faults: deque[_Fault] = deque()
         self._limited_until = 0.0
         self._limited_header = "user"
+        self._quota: tuple[int, float] | None = None  # (uploads left, reset seconds): exhaust_after
         self._window_end = time.time() + 3600
         self._used = {"user": 0, "client": 0, "post": 0}
         self.latency = 0.0
@@ -331,6 +332,24 @@ class FakeImgur:
             self._limited_until = time.time() + reset_in
             self._limited_header = header
 
+    def exhaust_after(self, n: int, reset_in: float) -> None:
+        """The n-th upload from now spends the last post credit: its answer says Remaining 0,
+        and uploads are refused with 429 until `reset_in` seconds later."""
+        with self._lock:
+            self._quota = (n, reset_in)
+
+    def _spend_quota(self, headers: dict[str, str]) -> None:
+        with self._lock:
+            if self._quota is None:
+                return
+            left, reset_in = self._quota
+            self._quota = (left - 1, reset_in) if left > 1 else None
+            if left > 1:
+                return
+            self._limited_until, self._limited_header = time.time() + reset_in, "post"
+        headers["X-Post-Rate-Limit-Remaining"] = "0"
+        headers["X-Post-Rate-Limit-Reset"] = str(math.ceil(reset_in))
+
     def _add_fault(self, fault: _Fault) -> None:
         if fault.count > 0:
             with self._lock:
@@ -432,7 +451,9 @@ class FakeImgur:
                 self._uploads.append(record)
 
         doc = {"data": info, "success": True, "status": 200}
-        return json_reply(200, doc, self._rate_headers(spend=True))._replace(on_answer=commit)
+        answer_headers = self._rate_headers(spend=True)
+        self._spend_quota(answer_headers)
+        return json_reply(200, doc, answer_headers)._replace(on_answer=commit)
 
     def answer_upload(
         self, path: str, headers: dict[str, str], body: bytes, fault: _Fault | None

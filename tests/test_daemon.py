@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -269,3 +270,78 @@ def test_run_once_exits_1_when_files_must_wait(
     assert daemon.wait(20) == Exit.FAILURE, daemon.log
     assert ws.names(ws.inbox) == ["later.png"]
     assert ws.names(ws.failed) == []
+
+
+def test_rate_limit_survives_a_restart(
+    workspace: Workspace, fake_imgur: FakeImgur, daemons: list[DaemonProcess]
+) -> None:
+    ws = workspace
+    reset_at = time.time() + 3.0
+    fake_imgur.rate_limited(reset_in=3.0, header="post")
+    daemon = start(ws, daemons)
+    ws.drop("a.png", images.png())
+    wait_until(lambda: any(r.status == 429 for r in fake_imgur.requests), message="a 429")
+    assert stop(daemon) == Exit.OK
+    seen = len(fake_imgur.requests)
+    daemon = start(ws, daemons)
+    wait_until(lambda: in_done(ws, 1), timeout=20, message=f"a.png done; log:\n{daemon.log}")
+    assert min(r.time for r in fake_imgur.requests[seen:]) >= reset_at - 0.05
+    assert [r.status for r in fake_imgur.requests[seen:]] == [200]
+
+
+def test_sighup_reloads_the_config(
+    workspace: Workspace, fake_imgur: FakeImgur, daemons: list[DaemonProcess]
+) -> None:
+    ws = workspace
+    ws.write(api_url=fake_imgur.url, client_id=CLIENT_ID, link_format="url")
+    daemon = start(ws, daemons)
+    # an edit the file watch cannot see (same size, inode and mtime): only SIGHUP reveals it
+    before = ws.config.stat()
+    text = ws.config.read_text().replace("link_format: url", "link_format: txt")
+    with ws.config.open("r+", encoding="utf-8") as f:
+        f.write(text)
+    os.utime(ws.config, ns=(before.st_atime_ns, before.st_mtime_ns))
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: "config reloaded" in daemon.log, message="the reload")
+    ws.drop("shot.png", images.png())
+    wait_until(lambda: in_done(ws, 1), message="shot.png done")
+    assert ws.names(ws.outbox) == ["shot.txt"]
+
+
+def test_a_corrupt_journal_is_moved_aside(
+    workspace: Workspace, fake_imgur: FakeImgur, daemons: list[DaemonProcess]
+) -> None:
+    ws = workspace
+    ws.journal.parent.mkdir(parents=True)
+    ws.journal.write_bytes(b"this is not a database" * 100)
+    daemon = start(ws, daemons)
+    ws.drop("shot.png", images.png())
+    wait_until(lambda: in_done(ws, 1), message="shot.png done with a fresh journal")
+    assert len(list(ws.journal.parent.glob("history.sqlite3.corrupt-*"))) == 1
+    assert daemon.log.count("is unreadable") == 1
+
+
+def test_auth_pause_sends_one_notification(
+    workspace: Workspace,
+    fake_imgur: FakeImgur,
+    daemons: list[DaemonProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ws = workspace
+    record = tmp_path / "notifications.txt"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_notify = bin_dir / "notify-send"
+    fake_notify.write_text(f'#!/bin/sh\necho "$@" >> "{record}"\n')
+    fake_notify.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    ws.write(api_url=fake_imgur.url, client_id="revoked-id-000000", notify=True)
+    daemon = start(ws, daemons)
+    ws.drop("a.png", images.png())
+    ws.drop("b.png", images.png())
+    wait_until(record.exists, message=f"a notification; log:\n{daemon.log}")
+    assert ws.names(ws.inbox) == ["a.png", "b.png"]
+    assert len(record.read_text().splitlines()) == 1
+    assert "paused" in record.read_text()
+    assert "revoked-id-000000" not in record.read_text()

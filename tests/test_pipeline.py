@@ -257,3 +257,57 @@ def test_local_write_failure_keeps_the_file_until_the_folder_is_usable(
         wait_until(lambda: done_count(ws, 1), message="shot.png in done/ once the outbox works")
     assert len(fake_imgur.uploads) == 1
     assert ws.names(ws.outbox) == ["shot.webloc"]
+
+
+@pytest.mark.parametrize("fault", ["502", "malformed"])
+def test_server_errors_give_up_after_max_attempts(
+    workspace: Workspace, fake_imgur: FakeImgur, fault: str
+) -> None:
+    ws = workspace
+    ws.write(api_url=fake_imgur.url, client_id=CLIENT_ID, max_attempts=3)
+    if fault == "502":
+        fake_imgur.fail_next(5, 502, shape="bytes")
+    else:
+        fake_imgur.malformed_next(5)
+    with running(ws):
+        ws.drop("shot.png", images.png())
+        wait_until(lambda: len(ws.names(ws.failed)) == 2, message="shot.png and its reason")
+    assert len(fake_imgur.requests) == 3
+    assert "gave up after 3 attempts" in (ws.failed / "shot.png.error.txt").read_text()
+
+
+def test_a_file_waiting_to_retry_does_not_hold_a_worker(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    ws = workspace
+    ws.write(
+        api_url=fake_imgur.url,
+        client_id=CLIENT_ID,
+        workers=1,
+        retry_initial_seconds=30,
+        retry_max_seconds=60,
+    )
+    fake_imgur.fail_next(1, 500)
+    with running(ws):
+        ws.drop("unlucky.png", images.png())
+        wait_until(lambda: len(fake_imgur.requests) == 1, message="the failing upload")
+        ws.drop("next.png", images.png())
+        wait_until(lambda: done_count(ws, 1), timeout=5, message="next.png done meanwhile")
+    assert ws.names(ws.done) == ["next.png"]
+    assert ws.names(ws.inbox) == ["unlucky.png"]
+
+
+def test_a_spent_quota_stops_sending_before_any_429(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    ws = workspace
+    ws.write(api_url=fake_imgur.url, client_id=CLIENT_ID, workers=1)
+    fake_imgur.exhaust_after(1, reset_in=1.5)
+    with running(ws):
+        ws.drop("a.png", images.png())
+        wait_until(lambda: done_count(ws, 1), message="a.png done")
+        reset_at = time.time() + 1.0  # the answer said: 2 s at most, 1 s at least from now
+        ws.drop("b.png", images.png())
+        wait_until(lambda: done_count(ws, 2), message="b.png done after the reset")
+    assert [r.status for r in fake_imgur.requests] == [200, 200]
+    assert fake_imgur.requests[1].time >= reset_at

@@ -442,8 +442,8 @@ class Pipeline:
             self._auth_failed = True
         if first:
             message = (
-                f"{outcome.reason} Uploads are paused and files stay in the inbox; "
-                f"fix client_id in {settings.path} and they continue without a restart."
+                f"{outcome.reason} Uploads are paused until {settings.path} changes; "
+                "files wait in the inbox."
             )
             log.error("%s", message)
             self._notifier.alert("imgdrop: uploads paused", message)
