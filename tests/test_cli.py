@@ -43,6 +43,7 @@ def test_version_from_the_installed_script() -> None:
         [],
         ["init"],
         ["run"],
+        ["service"],
         ["config"],
         ["config", "path"],
         ["config", "show"],

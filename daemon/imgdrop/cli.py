@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from imgdrop import __version__, config
+from imgdrop import __version__, config, service
 from imgdrop.daemon import AlreadyRunning, Daemon, acquire_lock, lock_path
 from imgdrop.exitcodes import Exit
 
@@ -74,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
         help="poll the inbox instead of OS events (network volumes)",
     )
     run.set_defaults(command=_run)
+
+    svc = commands.add_parser("service", help="install or remove the login service")
+    svc.add_argument("action", choices=service.ACTIONS)
+    svc.add_argument(
+        "--manager",
+        choices=service.MANAGERS,
+        help="launchd (macOS default) or systemd (Linux default)",
+    )
+    svc.set_defaults(command=_service)
 
     cfg = commands.add_parser("config", help="where the config is, its values, validate it")
     cfg_commands = cfg.add_subparsers(title="actions", metavar="ACTION", required=True)
@@ -154,3 +163,9 @@ def _config_check(args: argparse.Namespace) -> Exit:
         return Exit.CONFIG
     print(f"{path}: ok")
     return Exit.OK
+
+
+def _service(args: argparse.Namespace) -> Exit:
+    return Exit(
+        service.run_service(args.action, args.manager, _path(args), args.config is not None)
+    )
