@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from imgdrop.journal import MIGRATIONS, Journal
+from imgdrop.journal import MIGRATIONS, Entry, Journal
 
 SHA = "a" * 64
 OTHER_SHA = "b" * 64
@@ -27,6 +29,12 @@ def db_path(tmp_path: Path) -> Path:
 def journal(db_path: Path) -> Iterator[Journal]:
     with Journal(db_path) as j:
         yield j
+
+
+def _get(journal: Journal, entry_id: int) -> Entry:
+    """The entry with `entry_id` (the journal itself only looks entries up by content)."""
+    (entry,) = [e for e in journal.history() if e.id == entry_id]
+    return entry
 
 
 def _pragma(path: Path, name: str) -> object:
@@ -64,7 +72,7 @@ def test_lifecycle_start_upload_link_archive_finish(journal: Journal, tmp_path: 
     journal.set_archived_to(entry.id, tmp_path / "Done" / "shot.png")
     journal.finish(entry.id)
 
-    done = journal.get(entry.id)
+    done = _get(journal, entry.id)
     assert done.state == "done"
     assert done.link_file == str(tmp_path / "Links" / "shot.webloc")
     assert done.archived_to == str(tmp_path / "Done" / "shot.png")
@@ -131,14 +139,14 @@ def test_record_attempt_counts_only_when_told(journal: Journal) -> None:
     assert journal.record_attempt(entry.id, "HTTP 503", counts=True) == 1
     assert journal.record_attempt(entry.id, "offline", counts=False) == 1
     assert journal.record_attempt(entry.id, "timeout", counts=True) == 2
-    stored = journal.get(entry.id)
+    stored = _get(journal, entry.id)
     assert (stored.attempts, stored.error) == (2, "timeout")
 
 
 def test_fail_existing_entry(journal: Journal) -> None:
     entry = journal.start(SHA, "a.png", 10, None)
     journal.fail(entry.id, "a.png", 10, SHA, "Imgur rejected the file.")
-    failed = journal.get(entry.id)
+    failed = _get(journal, entry.id)
     assert (failed.state, failed.error) == ("failed", "Imgur rejected the file.")
     assert failed.finished_at is not None
     assert len(journal.history()) == 1
@@ -154,9 +162,43 @@ def test_fail_without_entry_inserts_a_row(journal: Journal) -> None:
 
 def test_unknown_entry_raises_key_error(journal: Journal) -> None:
     with pytest.raises(KeyError):
-        journal.get(999)
-    with pytest.raises(KeyError):
         journal.finish(999)
+
+
+def test_unfinished_lists_uploaded_entries_oldest_first(journal: Journal) -> None:
+    assert journal.unfinished() == []
+    uploaded = []
+    for i in range(3):
+        entry = journal.start(f"{i:064x}", f"{i}.png", i, i)
+        uploaded.append(journal.record_upload(entry.id, f"id{i}", f"https://i.imgur.com/{i}", "d"))
+    journal.start(SHA, "uploading.png", 1, None)
+    journal.finish(uploaded[1].id)
+    failed = journal.start(OTHER_SHA, "failed.png", 1, None)
+    journal.record_upload(failed.id, "f", "https://i.imgur.com/f.png", "d")
+    journal.fail(failed.id, "failed.png", 1, OTHER_SHA, "boom")
+    assert journal.unfinished() == [uploaded[0], uploaded[2]]
+
+
+def test_database_files_are_private_whatever_the_umask(db_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with Journal(db_path) as journal:
+            journal.start(SHA, "a.png", 10, None)  # a write, so -wal and -shm exist
+            files = [p for p in db_path.parent.iterdir() if p.name.startswith(db_path.name)]
+            assert {p.name for p in files} >= {db_path.name, f"{db_path.name}-wal"}
+            assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {
+                p.name: 0o600 for p in files
+            }
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_readable_database_is_made_private(db_path: Path) -> None:
+    with Journal(db_path):
+        pass
+    db_path.chmod(0o644)
+    with Journal(db_path):
+        assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
 
 
 def test_history_newest_first_and_limit(journal: Journal) -> None:
@@ -178,7 +220,7 @@ def test_reopen_keeps_data_and_migration_is_idempotent(db_path: Path) -> None:
         entry = first.start(SHA, "a.png", 10, 1)
         first.set_meta("k", "v")
     with Journal(db_path) as second:
-        assert second.get(entry.id) == entry
+        assert _get(second, entry.id) == entry
         assert second.get_meta("k") == "v"
     assert _pragma(db_path, "user_version") == len(MIGRATIONS)
     assert not list(db_path.parent.glob("*.corrupt-*"))

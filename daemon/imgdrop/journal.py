@@ -6,7 +6,9 @@ connection behind a lock; the CLI opens its own and reads while the daemon write
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -74,6 +76,13 @@ def _entry(row: Any) -> Entry:
     return Entry(*values)
 
 
+def _make_private(path: Path) -> None:
+    """Restrict the database and its -wal/-shm companions to the owner (files made before 0600)."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").chmod(0o600)
+
+
 def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
     """Return True for "not a database" / "malformed": subclasses mean busy, I/O, permissions."""
     return type(exc) is sqlite3.DatabaseError
@@ -102,6 +111,10 @@ class Journal:
 
     def _open(self) -> sqlite3.Connection:
         """Return a migrated connection; raises sqlite3.DatabaseError when the file is bad."""
+        # The file holds deletehashes: create it private whatever the umask (SQLite would use
+        # 0644 & ~umask). SQLite gives -wal and -shm the main file's mode.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so DDL is transactional too.
         conn = sqlite3.connect(
             self.path,
@@ -115,10 +128,11 @@ class Journal:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 log.warning("journal %s: WAL unavailable, using %s mode", self.path, mode)
-            # NORMAL: in WAL mode a commit survives a crash of this process without an fsync;
-            # only a power cut can undo the last commits (and cost a repeated upload at worst).
-            conn.execute("PRAGMA synchronous=NORMAL")
+            # FULL: every commit is on disk before we write the link file or file the original,
+            # so a power cut never keeps those but loses the upload and its deletehash.
+            conn.execute("PRAGMA synchronous=FULL")
             self._migrate(conn)
+            _make_private(self.path)
         except BaseException:
             conn.close()
             raise
@@ -260,12 +274,11 @@ class Journal:
         """Mark the upload as deleted from Imgur, so its link is never reused."""
         self._update(entry_id, "state = 'deleted'")
 
-    def get(self, entry_id: int) -> Entry:
-        """Return the entry; raises KeyError when there is none."""
-        entry = self._one("id = ?", (entry_id,))
-        if entry is None:
-            raise KeyError(f"no journal entry {entry_id}")
-        return entry
+    def unfinished(self) -> list[Entry]:
+        """Return the entries uploaded but not yet done (state 'uploaded'), oldest first."""
+        with self._lock:
+            rows = self._conn.execute(f"{_SELECT} WHERE state = 'uploaded' ORDER BY id").fetchall()
+        return [_entry(row) for row in rows]
 
     def history(self, limit: int | None = None) -> list[Entry]:
         """Return entries newest first, at most `limit` of them."""
