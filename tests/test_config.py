@@ -64,7 +64,6 @@ def test_empty_file_gives_spec_defaults(tmp_path: Path, isolated_home: Path) -> 
     assert settings.notify is True
     assert settings.api_url == "https://api.imgur.com"
     assert settings.log_level == "INFO"
-    assert not settings.loopback_api
 
 
 def test_defaults_follow_the_environment_at_call_time(
@@ -247,7 +246,6 @@ def test_plain_http_is_accepted_for_loopback(tmp_path: Path, url: str) -> None:
     settings = config.load(write(tmp_path, f"api_url: '{url}/'\n"))
     assert settings.api_url.startswith("http://")
     assert not settings.api_url.endswith("/")
-    assert settings.loopback_api
 
 
 @pytest.mark.parametrize(
@@ -259,8 +257,17 @@ def test_plain_http_is_refused_elsewhere(tmp_path: Path, url: str) -> None:
     assert error_of(path) == f"{path}:1: 'api_url' must be {config.API_URL_NEED}, got '{url}'"
 
 
-def test_https_to_loopback_is_loopback(tmp_path: Path) -> None:
-    assert config.load(write(tmp_path, "api_url: https://127.0.0.1:1\n")).loopback_api
+def test_https_to_loopback_is_accepted(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, "api_url: https://127.0.0.1:1\n")).api_url == (
+        "https://127.0.0.1:1"
+    )
+
+
+def test_repr_never_shows_the_client_id(tmp_path: Path) -> None:
+    settings = config.load(write(tmp_path, f"client_id: {CLIENT_ID}\n"))
+    assert settings.client_id == CLIENT_ID
+    assert CLIENT_ID not in repr(settings)
+    assert "workers=2" in repr(settings)
 
 
 # --- environment overrides -----------------------------------------------------------------

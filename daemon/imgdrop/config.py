@@ -8,7 +8,7 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -106,7 +106,7 @@ class Settings:
     """The validated configuration; field names are the config keys."""
 
     path: Path
-    client_id: str | None
+    client_id: str | None = field(repr=False)  # a secret: keep it out of logs and tracebacks
     inbox: Path
     outbox: Path
     done: Path
@@ -125,11 +125,6 @@ class Settings:
     api_url: str
     journal: Path
     log_level: str
-
-    @property
-    def loopback_api(self) -> bool:
-        """True when api_url points at this machine (127.0.0.0/8, ::1, localhost)."""
-        return _is_loopback(self.api_url)
 
 
 def config_path(cli_value: str | None = None) -> Path:
