@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from imgdrop import filing
-from imgdrop.filing import candidates, claim, error_path, file_failed, file_into, link_at
+from imgdrop.filing import candidates, claim, error_path, file_failed, link_at
 from tests import images
 
 
@@ -60,62 +60,63 @@ def test_claim_skips_taken_names_and_propagates_other_errors(tmp_path: Path) -> 
         claim(tmp_path, "a.png", broken)
 
 
-def test_file_into_creates_the_folder_and_keeps_the_inode(tmp_path: Path) -> None:
+def test_file_failed_creates_the_folder_and_keeps_the_inode(tmp_path: Path) -> None:
     data = images.png()
     src = _drop(tmp_path / "Inbox", "shot.png", data)
     inode = src.stat().st_ino
-    dest = file_into(src, tmp_path / "Done")
-    assert dest == tmp_path / "Done" / "shot.png"
+    dest = file_failed(src, tmp_path / "Failed", "Nope.", {})
+    assert dest == tmp_path / "Failed" / "shot.png"
     assert dest.read_bytes() == data
     assert dest.stat().st_ino == inode  # a hard link, not a copy
     assert dest.stat().st_nlink == 1
-    assert not src.exists()
     assert names(tmp_path / "Inbox") == []
+    assert names(tmp_path / "Failed") == ["shot.png", "shot.png.error.txt"]
 
 
 def test_three_files_with_one_name_get_numbered(tmp_path: Path) -> None:
-    done = tmp_path / "Done"
+    failed = tmp_path / "Failed"
     bodies = [images.png(), images.png(), images.png()]
     dests = [
-        file_into(_drop(tmp_path / f"in{i}", "shot.png", b), done) for i, b in enumerate(bodies)
+        file_failed(_drop(tmp_path / f"in{i}", "shot.png", b), failed, "Nope.", {})
+        for i, b in enumerate(bodies)
     ]
     assert [d.name for d in dests] == ["shot.png", "shot (2).png", "shot (3).png"]
     assert [d.read_bytes() for d in dests] == bodies
-    assert names(done) == ["shot (2).png", "shot (3).png", "shot.png"]
+    assert len(names(failed)) == 6  # three pairs, no temp left
 
 
-def test_file_into_never_overwrites(tmp_path: Path) -> None:
-    done = tmp_path / "Done"
-    _drop(done, "shot.png", b"first")
-    _drop(done, "shot (2).png", b"second")
+def test_file_failed_never_overwrites(tmp_path: Path) -> None:
+    failed = tmp_path / "Failed"
+    _drop(failed, "shot.png", b"first")
+    _drop(failed, "shot (2).png", b"second")
     src = _drop(tmp_path / "Inbox", "shot.png", b"third")
-    dest = file_into(src, done)
+    dest = file_failed(src, failed, "Nope.", {})
     assert dest.name == "shot (3).png"
-    assert (done / "shot.png").read_bytes() == b"first"
-    assert (done / "shot (2).png").read_bytes() == b"second"
+    assert (failed / "shot.png").read_bytes() == b"first"
+    assert (failed / "shot (2).png").read_bytes() == b"second"
     assert dest.read_bytes() == b"third"
 
 
 def test_unusable_target_leaves_the_source_in_place(tmp_path: Path) -> None:
     src = _drop(tmp_path / "Inbox", "shot.png", b"data")
-    (tmp_path / "Done").write_bytes(b"a file where the folder should be")
+    (tmp_path / "Failed").write_bytes(b"a file where the folder should be")
     with pytest.raises(OSError):
-        file_into(src, tmp_path / "Done")
+        file_failed(src, tmp_path / "Failed", "Nope.", {})
     assert src.read_bytes() == b"data"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
 def test_read_only_target_leaves_the_source_in_place(tmp_path: Path) -> None:
     src = _drop(tmp_path / "Inbox", "shot.png", b"data")
-    done = tmp_path / "Done"
-    done.mkdir()
-    done.chmod(0o555)
+    failed = tmp_path / "Failed"
+    failed.mkdir()
+    failed.chmod(0o555)
     try:
         with pytest.raises(PermissionError):
-            file_into(src, done)
-        assert names(done) == []
+            file_failed(src, failed, "Nope.", {})
+        assert names(failed) == []
     finally:
-        done.chmod(0o755)
+        failed.chmod(0o755)
     assert src.read_bytes() == b"data"
 
 
@@ -124,10 +125,60 @@ def test_symlink_is_moved_as_a_link_never_followed(tmp_path: Path) -> None:
     src = tmp_path / "Inbox" / "key.png"
     src.parent.mkdir()
     src.symlink_to(secret)
-    dest = file_into(src, tmp_path / "Failed")
+    dest = file_failed(src, tmp_path / "Failed", "Nope.", {})
     assert dest.is_symlink()
     assert dest.readlink() == secret
     assert secret.stat().st_nlink == 1
+    assert not src.is_symlink()
+
+
+def test_file_failed_leaves_a_file_that_replaced_the_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _drop(tmp_path / "Inbox", "shot.png", b"old")
+    real_link_at = filing.link_at
+
+    def link_then_replace(source: Path, dest: Path) -> None:
+        real_link_at(source, dest)
+        _drop(tmp_path / "Inbox", "new.png", b"new").replace(source)  # the user drops again
+
+    monkeypatch.setattr(filing, "link_at", link_then_replace)
+    dest = file_failed(src, tmp_path / "Failed", "Nope.", {})
+    assert dest.read_bytes() == b"old"
+    assert src.read_bytes() == b"new"
+
+
+def test_file_failed_removes_its_error_file_when_linking_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(source: Path, dest: Path) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(dest))
+
+    monkeypatch.setattr(filing, "link_at", denied)
+    src = _drop(tmp_path / "Inbox", "shot.png", b"data")
+    with pytest.raises(PermissionError):
+        file_failed(src, tmp_path / "Failed", "Nope.", {})
+    assert src.read_bytes() == b"data"
+    assert names(tmp_path / "Failed") == []
+
+
+def test_file_failed_moves_on_when_the_name_is_taken_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed = tmp_path / "Failed"
+    real_link_at = filing.link_at
+
+    def racing(source: Path, dest: Path) -> None:
+        if dest.name == "shot.png":
+            _drop(failed, "shot.png", b"someone else's")
+        real_link_at(source, dest)
+
+    monkeypatch.setattr(filing, "link_at", racing)
+    src = _drop(tmp_path / "Inbox", "shot.png", b"data")
+    dest = file_failed(src, failed, "Nope.", {})
+    assert dest.name == "shot (2).png"
+    assert names(failed) == ["shot (2).png", "shot (2).png.error.txt", "shot.png"]
+    assert (failed / "shot.png").read_bytes() == b"someone else's"
 
 
 @pytest.fixture
@@ -144,21 +195,6 @@ def other_fs_dir(tmp_path: Path) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_file_into_across_file_systems_copies(tmp_path: Path, other_fs_dir: Path) -> None:
-    done = tmp_path / "Done"
-    _drop(done, "shot.png", b"already here")
-    data = images.png(100_000)
-    src = _drop(other_fs_dir, "shot.png", data)
-    os.utime(src, (1_700_000_000, 1_700_000_000))
-    dest = file_into(src, done)
-    assert dest == done / "shot (2).png"
-    assert dest.read_bytes() == data
-    assert dest.stat().st_mtime == 1_700_000_000  # copied like shutil.copy2
-    assert (done / "shot.png").read_bytes() == b"already here"
-    assert not src.exists()
-    assert names(done) == ["shot (2).png", "shot.png"]  # no temp left
 
 
 def test_file_failed_writes_the_reason_first(tmp_path: Path) -> None:
@@ -218,13 +254,20 @@ def test_file_failed_caps_huge_server_messages(tmp_path: Path) -> None:
     assert all(len(line) <= 2100 for line in text.splitlines())
 
 
-def test_file_failed_across_file_systems(tmp_path: Path, other_fs_dir: Path) -> None:
-    src = _drop(other_fs_dir, "clip.mp4", b"video bytes")
-    dest = file_failed(src, tmp_path / "Failed", "Video uploads are off.", {})
-    assert dest.read_bytes() == b"video bytes"
+def test_file_failed_across_file_systems_copies(tmp_path: Path, other_fs_dir: Path) -> None:
+    failed = tmp_path / "Failed"
+    _drop(failed, "clip.mp4", b"already here")
+    data = images.png(100_000)
+    src = _drop(other_fs_dir, "clip.mp4", data)
+    os.utime(src, (1_700_000_000, 1_700_000_000))
+    dest = file_failed(src, failed, "Video uploads are off.", {})
+    assert dest == failed / "clip (2).mp4"
+    assert dest.read_bytes() == data
+    assert dest.stat().st_mtime == 1_700_000_000  # copied like shutil.copy2
     assert error_path(dest).read_text().startswith("Video uploads are off.\n")
+    assert (failed / "clip.mp4").read_bytes() == b"already here"
     assert not src.exists()
-    assert names(tmp_path / "Failed") == ["clip.mp4", "clip.mp4.error.txt"]
+    assert names(failed) == ["clip (2).mp4", "clip (2).mp4.error.txt", "clip.mp4"]  # no temp
 
 
 def test_file_failed_leaves_the_original_when_the_error_file_cannot_be_written(
@@ -264,3 +307,28 @@ def test_link_at_across_file_systems_copies(tmp_path: Path, other_fs_dir: Path) 
     with pytest.raises(FileExistsError):
         link_at(src, dest)
     assert names(tmp_path / "Done") == ["shot.png"]
+
+
+def test_file_failed_without_hard_links_copies_and_survives_a_race(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed = tmp_path / "Failed"
+    real_link_at = filing.link_at
+
+    def no_hard_links(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def racing(source: Path, dest: Path) -> None:
+        if dest.name == "shot.png":
+            _drop(failed, "shot.png", b"someone else's")
+        real_link_at(source, dest)
+
+    monkeypatch.setattr(os, "link", no_hard_links)  # exFAT, some network shares
+    monkeypatch.setattr(filing, "link_at", racing)
+    src = _drop(tmp_path / "Inbox", "shot.png", b"data")
+    dest = file_failed(src, failed, "Nope.", {})
+    assert dest.name == "shot (2).png"
+    assert dest.read_bytes() == b"data"
+    assert error_path(dest).read_text().startswith("Nope.\n")
+    assert not src.exists()
+    assert names(failed) == ["shot (2).png", "shot (2).png.error.txt", "shot.png"]

@@ -39,8 +39,7 @@ _MAX_DETAIL_CHARS = 2000
 def candidates(name: str) -> Iterator[str]:
     """Yield `name`, then "stem (2).suffix", "stem (3).suffix", ... without end."""
     yield name
-    pure = PurePath(name)
-    stem, suffix = pure.stem, pure.suffix
+    stem, suffix = PurePath(name).stem, PurePath(name).suffix
     for n in itertools.count(2):
         yield f"{stem} ({n}){suffix}"
 
@@ -84,16 +83,13 @@ def write_temp(folder: Path, data: bytes) -> Path:
 def place(temp: Path, dest: Path) -> None:
     """Give the complete temp file `temp` the name `dest`; raise FileExistsError if `dest` exists.
 
-    For a temp in `dest`'s own folder (the fallback renames it). A hard link makes the name
-    appear complete, at once, and cannot replace anything. Where hard links are impossible,
-    an exclusive empty placeholder reserves the name and a rename swaps the contents in.
-    To put an inbox file somewhere, use `link_at` (never renames, copies across file systems).
+    For a temp in `dest`'s folder; the fallback consumes it. A hard link makes the name appear
+    complete, at once, and cannot replace anything. Where hard links are impossible, an
+    exclusive empty placeholder reserves the name and a rename swaps the contents in.
     """
     try:
         os.link(temp, dest, follow_symlinks=False)
-    except FileExistsError:
-        raise
-    except OSError as e:
+    except OSError as e:  # FileExistsError (EEXIST) is never in _NO_LINK
         if e.errno not in _NO_LINK:
             raise
         os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
@@ -114,8 +110,6 @@ def link_at(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dest, follow_symlinks=False)
-    except FileExistsError:
-        raise
     except OSError as e:
         if e.errno not in _NO_LINK:
             raise
@@ -129,21 +123,41 @@ def link_at(src: Path, dest: Path) -> None:
     fsync_dir(dest.parent)
 
 
-def file_into(src: Path, folder: Path) -> Path:
-    """Move `src` into `folder` under a free name (never overwriting); return the new path."""
-    dest = _move(src, folder, companion=None)
-    _finish(src, folder)
-    return dest
-
-
 def file_failed(src: Path, folder: Path, reason: str, details: Mapping[str, str]) -> Path:
     """Move `src` into `folder` with `<name>.error.txt` beside it (reason first); return the path.
 
-    If the error file cannot be written, the original stays where it was.
+    Raises OSError when it cannot be filed; `src` then stays where it was. If a new file took
+    `src`'s name meanwhile, that file is left in place (logged) and the path is still returned.
     """
-    text = error_text(reason, {"file": src.name, **details})
-    dest = _move(src, folder, companion=text.encode("utf-8"))
-    _finish(src, folder)
+    text = error_text(reason, {"file": src.name, **details}).encode("utf-8")
+    folder.mkdir(parents=True, exist_ok=True)
+    before = src.lstat()
+
+    def create(dest: Path) -> None:
+        if os.path.lexists(dest) or os.path.lexists(error_path(dest)):
+            raise FileExistsError(dest)  # each file keeps its own error text, never a stale one
+        temp = write_temp(folder, text)  # per try: place's fallback consumes it
+        try:
+            place(temp, error_path(dest))
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        try:
+            link_at(src, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                error_path(dest).unlink()
+            raise
+
+    dest = claim(folder, src.name, create)
+    with contextlib.suppress(FileNotFoundError):
+        now = src.lstat()
+        # A hard link shares dest's inode; a copy was made from the file `before` describes.
+        if not (os.path.samestat(now, before) or os.path.samestat(now, dest.lstat())):
+            log.warning("%s was replaced while being filed; leaving the new file", src)
+            return dest
+        src.unlink()
+        fsync_dir(src.parent)
     return dest
 
 
@@ -169,52 +183,6 @@ def _one_line(text: str) -> str:
     return flat
 
 
-def _move(src: Path, folder: Path, companion: bytes | None) -> Path:
-    """Link (or copy) `src` into `folder` under a free name, plus its error file; `src` stays."""
-    folder.mkdir(parents=True, exist_ok=True)
-    staged: Path | None = None  # a copy of src inside folder when src cannot be hard-linked
-    companion_temp = write_temp(folder, companion) if companion is not None else None
-
-    def arrive(dest: Path) -> None:
-        nonlocal staged
-        if staged is None:
-            try:
-                os.link(src, dest, follow_symlinks=False)
-                return
-            except FileExistsError:
-                raise
-            except OSError as e:
-                if e.errno not in _NO_LINK:
-                    raise
-                log.debug("cannot hard-link %s into %s (%s); copying", src.name, folder, e)
-        if staged is None or not os.path.lexists(staged):  # none yet, or used by a failed try
-            staged = _copy_to_temp(src, folder)
-        place(staged, dest)
-
-    def create(dest: Path) -> None:
-        if companion_temp is None:
-            arrive(dest)
-            return
-        if os.path.lexists(error_path(dest)):
-            raise FileExistsError(error_path(dest))  # keep each file with its own error text
-        arrive(dest)
-        try:
-            place(companion_temp, error_path(dest))
-        except BaseException:
-            # src is still in place, so dropping the new name loses nothing.
-            with contextlib.suppress(OSError):
-                dest.unlink()
-            raise
-
-    try:
-        return claim(folder, src.name, create)
-    finally:
-        for temp in (staged, companion_temp):
-            if temp is not None:
-                with contextlib.suppress(OSError):
-                    temp.unlink()
-
-
 def _copy_to_temp(src: Path, folder: Path) -> Path:
     """Copy `src` (never following a symlink) to a fsynced hidden temp in `folder`; return it."""
     temp = write_temp(folder, b"")
@@ -232,23 +200,11 @@ def _copy_to_temp(src: Path, folder: Path) -> Path:
     return temp
 
 
-def _finish(src: Path, folder: Path) -> None:
-    """Make the new name durable, then drop the original name."""
-    fsync_dir(folder)
-    with contextlib.suppress(FileNotFoundError):
-        src.unlink()
-    fsync_dir(src.parent)
-
-
 def fsync_dir(folder: Path) -> None:
     """Flush a directory's entries to disk; best effort (not every platform allows it)."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
