@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imgdrop import filetype
-from imgdrop.filetype import MB, FileType, Rejected, check, sniff
+from imgdrop.filetype import HEAD_BYTES, MB, FileType, Rejected, check, sniff
 from tests import images
 
 
@@ -85,7 +85,9 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def _check(path: Path, videos: bool = False, max_image_mb: float = 10) -> FileType:
-    return check(path, path.stat().st_size, videos=videos, max_image_mb=max_image_mb)
+    with path.open("rb") as f:
+        head = f.read(HEAD_BYTES)
+    return check(head, path.stat().st_size, videos=videos, max_image_mb=max_image_mb)
 
 
 @pytest.mark.parametrize("kind", sorted(SAMPLES))
@@ -130,10 +132,9 @@ def test_empty_file_is_rejected(tmp_path: Path) -> None:
     assert str(err.value) == "The file is empty."
 
 
-def test_file_emptied_after_stat_is_rejected_as_empty(tmp_path: Path) -> None:
-    path = _write(tmp_path / "shot.png", b"")
+def test_file_emptied_after_stat_is_rejected_as_empty() -> None:
     with pytest.raises(Rejected, match="empty"):
-        check(path, 2048, videos=False, max_image_mb=10)
+        check(b"", 2048, videos=False, max_image_mb=10)
 
 
 def _sparse(path: Path, head: bytes, size: int) -> Path:
@@ -182,18 +183,3 @@ def test_video_accepted_when_videos_are_on_with_the_200_mb_limit(tmp_path: Path)
     with pytest.raises(Rejected) as err:
         _check(path, videos=True)
     assert str(err.value) == "The file is 201.0 MB, over the 200 MB limit for videos."
-
-
-def test_symlink_is_never_read(tmp_path: Path) -> None:
-    target = _write(tmp_path / "real.png", images.png())
-    link = tmp_path / "link.png"
-    link.symlink_to(target)
-    with pytest.raises(OSError):
-        check(link, target.stat().st_size, videos=False, max_image_mb=10)
-
-
-def test_fifo_does_not_hang(tmp_path: Path) -> None:
-    fifo = tmp_path / "pipe.png"
-    os.mkfifo(fifo)
-    with pytest.raises(Rejected):
-        check(fifo, 1, videos=False, max_image_mb=10)

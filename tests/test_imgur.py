@@ -40,6 +40,14 @@ HTML_503 = (
 )
 
 
+def upload_file(
+    client: ImgurClient, path: Path, field: str, mime: str
+) -> tuple[Outcome, RateLimits | None]:
+    """Upload `path` the way the pipeline does: from an open file."""
+    with path.open("rb") as stream:
+        return client.upload(stream, path.name, field, mime)
+
+
 def shape1(status: int, message: str) -> bytes:
     data = {"error": message, "request": "/3/image", "method": "POST"}
     return json.dumps({"data": data, "success": False, "status": status}).encode()
@@ -401,13 +409,13 @@ def client(fake_imgur: FakeImgur) -> Iterator[ImgurClient]:
 
 
 def upload(client: ImgurClient, path: Path) -> Outcome:
-    return client.upload(path, "image", "image/png")[0]
+    return upload_file(client, path, "image", "image/png")[0]
 
 
 def test_upload_sends_the_raw_bytes_as_multipart(
     client: ImgurClient, fake_imgur: FakeImgur, picture: Path
 ) -> None:
-    outcome, limits = client.upload(picture, "image", "image/png")
+    outcome, limits = upload_file(client, picture, "image", "image/png")
     [sent] = fake_imgur.uploads
     assert outcome == Uploaded(sent.id, sent.link, sent.deletehash)
     assert sent.link.startswith("https://i.imgur.com/")
@@ -432,8 +440,8 @@ def test_upload_sends_the_raw_bytes_as_multipart(
 
 
 def test_remaining_counts_fall_with_each_upload(client: ImgurClient, picture: Path) -> None:
-    first = client.upload(picture, "image", "image/png")[1]
-    second = client.upload(picture, "image", "image/png")[1]
+    first = upload_file(client, picture, "image", "image/png")[1]
+    second = upload_file(client, picture, "image", "image/png")[1]
     assert first is not None and second is not None
     assert first.user_remaining is not None and second.user_remaining is not None
     assert second.user_remaining < first.user_remaining
@@ -445,7 +453,7 @@ def test_video_uses_the_video_field(
 ) -> None:
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 10)
-    outcome, _ = client.upload(clip, "video", "video/mp4")
+    outcome, _ = upload_file(client, clip, "video", "video/mp4")
     assert isinstance(outcome, Uploaded)
     assert outcome.link.endswith(".mp4")
     assert fake_imgur.uploads[0].field == "video"
@@ -548,7 +556,7 @@ def test_rate_limited_until_reset_then_uploads_again(
     client: ImgurClient, fake_imgur: FakeImgur, picture: Path, header: str
 ) -> None:
     fake_imgur.rate_limited(0.3, header=header)
-    outcome, limits = client.upload(picture, "image", "image/png")
+    outcome, limits = upload_file(client, picture, "image", "image/png")
     assert isinstance(outcome, RateLimited)
     assert "too fast" in outcome.message
     assert outcome.until is not None

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 # Sizes are in MiB (1 MB = 1024 * 1024 bytes here), the stricter reading of Imgur's "10 MB".
 MB = 1024 * 1024
@@ -133,16 +131,12 @@ def _sniff_ftyp(head: bytes) -> FileType | None:
     return kind
 
 
-def check(path: Path, size: int, videos: bool, max_image_mb: float) -> FileType:
+def check(head: bytes, size: int, videos: bool, max_image_mb: float) -> FileType:
     """Return the file's type if Imgur should get it; raise Rejected with the reason otherwise.
 
-    `size` is the caller's stat of the file. Only the first bytes are read, never through a
-    symlink (OSError, e.g. ELOOP, propagates).
+    `head` is the file's first HEAD_BYTES (or fewer), `size` its fstat size.
     """
-    if size <= 0:
-        raise Rejected("The file is empty.")
-    head = _read_head(path)
-    if not head:
+    if size <= 0 or not head:
         raise Rejected("The file is empty.")
     kind = sniff(head)
     if kind is None:
@@ -154,16 +148,6 @@ def check(path: Path, size: int, videos: bool, max_image_mb: float) -> FileType:
         what = "videos" if kind.video else "images"
         raise Rejected(f"The file is {_over_limit(size, limit_mb)} limit for {what}.")
     return kind
-
-
-def _read_head(path: Path) -> bytes:
-    """Read up to HEAD_BYTES from the start of `path` without following a symlink."""
-    # O_NONBLOCK: a FIFO given a picture's name must not hang a worker.
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        return os.read(fd, HEAD_BYTES)
-    finally:
-        os.close(fd)
 
 
 def _over_limit(size: int, limit_mb: float) -> str:

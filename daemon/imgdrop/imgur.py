@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from email.utils import parsedate_to_datetime
 from html import unescape
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, BinaryIO, TypeAlias
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -445,17 +445,19 @@ class ImgurClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def upload(self, path: Path, field: str, mime: str) -> tuple[Outcome, RateLimits | None]:
-        """Return the outcome of uploading `path` as `field`; raises OSError if unreadable."""
+    def upload(
+        self, stream: BinaryIO, name: str, field: str, mime: str
+    ) -> tuple[Outcome, RateLimits | None]:
+        """Return the outcome of uploading the open file `stream` as `field` named `name`."""
+        # the caller's open file, not a path: what was hashed is what is sent, symlinks never
         url = f"{self._base}/3/image"
-        with path.open("rb") as stream:
-            encoder = MultipartEncoder(fields={field: (path.name, stream, mime)})
-            headers = {"Content-Type": encoder.content_type}
-            try:
-                response = self._session.post(url, data=encoder, headers=headers, **self._options())
-            except requests.RequestException as exc:
-                logger.debug("POST %s failed: %s", url, type(exc).__name__)
-                return _transport_outcome(exc, self._secret), None
+        encoder = MultipartEncoder(fields={field: (name, stream, mime)})
+        headers = {"Content-Type": encoder.content_type}
+        try:
+            response = self._session.post(url, data=encoder, headers=headers, **self._options())
+        except requests.RequestException as exc:
+            logger.debug("POST %s failed: %s", url, type(exc).__name__)
+            return _transport_outcome(exc, self._secret), None
         now = time.time()
         logger.debug("POST %s -> HTTP %s", url, response.status_code)
         body = self._scrub(response.content)
