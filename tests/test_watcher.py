@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from imgdrop.watcher import Watcher, is_ignored
+from imgdrop.watcher import Watcher, is_ignored, open_for_writing
 from tests.conftest import wait_until
 
 PAYLOAD = os.urandom(2 * 1024 * 1024)  # 2 MB: big enough that a partial read would show
 SCREENSHOT = "Screenshot 2026-05-12 at 4.42.48\u202fPM.png"
+linux_leases = pytest.mark.skipif(
+    sys.platform != "linux", reason="only Linux leases can see a writer that pauses"
+)
 
 
 class Recorder:
@@ -131,6 +136,22 @@ def paced_writer(
                 f.write(data[i : i + step])
                 f.flush()
                 time.sleep(seconds / chunks)  # the simulated program's own pace
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def pausing_writer(path: Path, parts: list[bytes], pause: float) -> threading.Thread:
+    """Start a thread that opens `path`, writes `parts` with `pause` between them, then closes."""
+
+    def run() -> None:
+        with path.open("wb") as f:
+            for i, part in enumerate(parts):
+                if i:
+                    time.sleep(pause)  # the simulated program stalls with the file open
+                f.write(part)
+                f.flush()
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -335,7 +356,7 @@ def test_on_ready_errors_do_not_stop_the_watcher(inbox: Path) -> None:
         watcher.stop()
 
 
-def test_nudge_reports_again_and_missing_inbox_is_created(tmp_path: Path) -> None:
+def test_missing_inbox_is_created(tmp_path: Path) -> None:
     inbox = tmp_path / "not" / "yet" / "there"
     recorder = Recorder()
     watcher = Watcher(inbox, 0.3, False, recorder)
@@ -344,9 +365,88 @@ def test_nudge_reports_again_and_missing_inbox_is_created(tmp_path: Path) -> Non
         assert inbox.is_dir()
         write_file(inbox / "shot.png", b"v1")
         wait_until(lambda: recorder.has("shot.png"), 10, "shot.png reported")
-        watcher.nudge(inbox / "shot.png")
-        watcher.nudge(tmp_path / "outside.png")  # not in the inbox: ignored
-        wait_until(lambda: len(recorder.calls_for("shot.png")) == 2, 10, "reported again")
-        assert recorder.names() == ["shot.png", "shot.png"]
     finally:
         watcher.stop()
+
+
+@linux_leases
+@pytest.mark.parametrize(
+    "first", [PAYLOAD[: len(PAYLOAD) // 2], b""], ids=["stalled-mid-body", "empty-until-first-byte"]
+)
+def test_writer_pausing_with_file_open_waits(
+    start: Start, inbox: Path, polling: bool, first: bytes
+) -> None:
+    # curl -o from a server stalling mid-body; wget holding an empty file open for the first byte
+    settle = 0.4
+    watcher, recorder = start(polling, settle)
+    writer = pausing_writer(inbox / "slow.png", [first, PAYLOAD[len(first) :]], 2.5 * settle)
+    wait_until(lambda: recorder.has("slow.png"), 10, "slow.png reported")
+    writer.join()
+    barrier(inbox, watcher, recorder)
+    assert_reported_once(recorder, "slow.png", PAYLOAD)
+
+
+def test_abandoned_download_is_not_pending(start: Start, inbox: Path, polling: bool) -> None:
+    write_file(inbox / "dl.png", b"")  # Firefox gave up: empty final name + dl.png.part
+    write_file(inbox / "dl.png.part", PAYLOAD[:1000])
+    watcher, recorder = start(polling, 0.3)
+    wait_until(lambda: watcher.pending() == 0, 10, "nothing pending but the placeholder")
+    barrier(inbox, watcher, recorder)
+    assert not recorder.has("dl.png")
+    (inbox / "dl.png.part").unlink()  # the user clears the dead download
+    wait_until(lambda: recorder.has("dl.png"), 10, "placeholder reported once alone")
+    assert_reported_once(recorder, "dl.png", b"")
+
+
+@linux_leases
+def test_open_for_writing_probe(tmp_path: Path) -> None:
+    path = tmp_path / "f.png"
+    with path.open("wb"):
+        assert open_for_writing(path) is True
+    assert open_for_writing(path) is False
+    with path.open("rb"):
+        assert open_for_writing(path) is False  # readers do not count
+    (tmp_path / "link.png").symlink_to(path)
+    assert open_for_writing(tmp_path / "link.png") is None  # never followed
+    assert open_for_writing(tmp_path / "missing.png") is None
+
+
+LEASE_BREAK = """
+import fcntl, sys, threading, time
+from pathlib import Path
+from imgdrop import watcher
+
+path = Path(sys.argv[1])
+real = fcntl.fcntl
+writers = []
+
+def writer_races_in(fd, cmd, arg=0):
+    result = real(fd, cmd, arg)
+    if cmd == fcntl.F_SETLEASE and arg == fcntl.F_RDLCK:
+        # A writer opens while the probe holds its lease: the kernel signals the holder.
+        writers.append(threading.Thread(target=lambda: path.open("ab").close()))
+        writers[0].start()
+        deadline = time.monotonic() + 10
+        while real(fd, fcntl.F_GETLEASE) != fcntl.F_UNLCK and time.monotonic() < deadline:
+            time.sleep(0.001)
+    return result
+
+fcntl.fcntl = writer_races_in
+print(watcher.open_for_writing(path))
+writers[0].join()
+print("alive")
+"""
+
+
+@linux_leases
+def test_lease_break_does_not_kill_the_process(tmp_path: Path) -> None:
+    path = tmp_path / "f.png"
+    path.write_bytes(b"done")
+    result = subprocess.run(
+        [sys.executable, "-c", LEASE_BREAK, str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout.split()) == (0, ["False", "alive"]), result.stderr

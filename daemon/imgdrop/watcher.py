@@ -6,8 +6,11 @@ them; our readiness thread owns every candidate, stats files, and calls `on_read
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
+import signal
 import stat
 import threading
 import time
@@ -37,7 +40,8 @@ IGNORED_SUFFIXES = (*PARTIAL_SUFFIXES, ".tmp", "~")
 # Long enough for ImageMagick's close-empty-then-reopen (~1 ms), short enough to feel instant.
 CONFIRM_SECONDS = 0.015
 POLL_SECONDS = 0.25
-# Only what readiness uses: closed_no_write (our own reads) and attrib never reach the handler.
+# Only what readiness uses: closed_no_write and attrib never reach the handler. Our own opens
+# (the lease probe, the pipeline's reads) do arrive as "opened": see Watcher._apply.
 EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
     FileModifiedEvent,
@@ -79,6 +83,43 @@ def has_partial_sibling(path: Path) -> bool:
     return any(os.path.lexists(f"{path}{suffix}") for suffix in PARTIAL_SUFFIXES)
 
 
+# Linux only; getattr keeps macOS (no leases) and type checkers on other platforms happy.
+_F_SETLEASE: int | None = getattr(fcntl, "F_SETLEASE", None)
+_F_SETSIG: int | None = getattr(fcntl, "F_SETSIG", None)
+
+
+def open_for_writing(path: Path) -> bool | None:
+    """Return True if some process has `path` open for writing, False if none, None if unknown."""
+    # Size and mtime cannot tell a finished file from a writer pausing with it open (curl
+    # stalled mid-body, wget waiting for the first byte over an empty file). Linux refuses a
+    # read lease while anyone has the file open for writing, so take one and drop it at once.
+    # Unknown (macOS, EINVAL on file systems without leases, EACCES when not the owner) means
+    # plain settling decides, as before.
+    if _F_SETLEASE is None or _F_SETSIG is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except BlockingIOError:
+        return True  # someone holds a write lease on it: it has the file open
+    except OSError:
+        return None
+    try:
+        # A writer opening the file while we hold the lease makes the kernel signal us, SIGIO
+        # by default, whose default action kills the whole daemon. SIGURG is ignored by default.
+        fcntl.fcntl(fd, _F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_RDLCK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    else:
+        with contextlib.suppress(OSError):  # closing releases it anyway
+            fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class _Candidate:
     """A file being watched until it is complete."""
@@ -87,6 +128,8 @@ class _Candidate:
     due: float  # monotonic time of the next check
     sig: Sig | None = None
     since: float = 0.0  # monotonic time `sig` was first seen
+    # Held back only for a `.part` sibling: waiting on someone else, so not pending.
+    awaits_sibling: bool = False
 
 
 class _Handler(FileSystemEventHandler):
@@ -175,18 +218,23 @@ class Watcher:
             self._held = 0
         self._candidates.clear()
 
+    def watching(self) -> bool:
+        """Return False once watchdog gave up on the inbox (it stops when the folder is deleted)."""
+        observer = self._observer
+        return (
+            observer is not None
+            and observer.is_alive()
+            and all(emitter.is_alive() for emitter in observer.emitters)
+        )
+
     def pending(self) -> int:
-        """Return how many files are known but not yet handed to on_ready."""
+        """Return how many files are known but not yet handed to on_ready.
+
+        An empty placeholder held back only by its `.part` sibling is not counted: like a file
+        in backoff it waits on someone else (an abandoned download would never finish).
+        """
         with self._cond:
             return len(self._events) + self._held
-
-    def nudge(self, path: Path) -> None:
-        """Watch `path` again until it settles (the pipeline saw it change under it)."""
-        path = Path(path)
-        if str(path.parent) not in self._inbox_strs or is_ignored(path.name):
-            log.warning("not nudging %s: not a candidate name in the inbox", path)
-            return
-        self._push([("nudge", self._inbox / path.name)])
 
     # -- observer thread ----------------------------------------------------------------------
 
@@ -240,13 +288,17 @@ class Watcher:
                 batch = self._wait_for_work(stop)
                 if batch is None:
                     return
-                self._held = len(self._candidates) + len(batch)
+                self._held = self._unfinished() + len(batch)
             self._apply_batch(batch)
             self._check_due(stop)
             with self._cond:
                 if stop.is_set():
                     return
-                self._held = len(self._candidates)
+                self._held = self._unfinished()
+
+    def _unfinished(self) -> int:
+        """Return how many candidates count as pending (see `pending`)."""
+        return sum(not c.awaits_sibling for c in self._candidates.values())
 
     def _wait_for_work(self, stop: threading.Event) -> list[tuple[str, Path]] | None:
         """Sleep until events arrive or a candidate is due; None once stopping. Holds _cond."""
@@ -278,7 +330,10 @@ class Watcher:
         if kind == "deleted":
             self._candidates.pop(path, None)
         elif kind == "opened":
-            # Only a writer reopening matters (ImageMagick); our own reads must not add files.
+            # Only a writer reopening within the confirmation window matters (ImageMagick).
+            # Our own opens land here too and must change nothing: the pipeline's reads find no
+            # candidate, and the lease probe opens only settle candidates, which ignore this
+            # (a writer's close after the probe is queued after the probe's open).
             if cand is not None and cand.mode == "confirm":
                 self._settle(path, now)
         elif kind == "moved" and not self._polling:
@@ -287,7 +342,7 @@ class Watcher:
             # Polling pairs moves by inode only, so a deleted file's recycled inode can pose
             # as a rename of a file still being written: confirm those like a close.
             self._closed(path, now)
-        else:  # created, modified, scan, nudge
+        else:  # created, modified, scan
             self._settle(path, now)
 
     def _closed(self, path: Path, now: float) -> None:
@@ -351,6 +406,11 @@ class Watcher:
             return False
         if sig.size == 0 and has_partial_sibling(path):
             cand.due = now + self._settle_seconds  # the rename over it will wake us sooner
+            cand.awaits_sibling = True
+            return False
+        cand.awaits_sibling = False
+        if open_for_writing(path):
+            cand.due = now + self._settle_seconds  # its close event will wake us sooner
             return False
         return True
 
