@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import plistlib
 import time
 from collections.abc import Iterator
@@ -10,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from imgdrop import config
+from imgdrop import config, filing
 from imgdrop.journal import Journal
 from imgdrop.links import read_link
-from imgdrop.notify import Notifier
 from imgdrop.pipeline import Pipeline
 from imgdrop.watcher import Watcher
 from tests import images
@@ -28,7 +28,7 @@ def running(ws: Workspace, polling: bool = False) -> Iterator[Pipeline]:
     settings = ws.settings()
     config.ensure_folders(settings)
     journal = Journal(settings.journal)
-    pipeline = Pipeline(settings, journal, Notifier(clipboard=False, notify=False))
+    pipeline = Pipeline(settings, journal)
     pipeline.start()
     watcher = Watcher(settings.inbox, settings.settle_seconds, polling, pipeline.submit)
     watcher.start()
@@ -311,3 +311,79 @@ def test_a_spent_quota_stops_sending_before_any_429(
         wait_until(lambda: done_count(ws, 2), message="b.png done after the reset")
     assert [r.status for r in fake_imgur.requests] == [200, 200]
     assert fake_imgur.requests[1].time >= reset_at
+
+
+def test_symlinks_and_fifos_handed_to_the_workers_are_never_read(
+    workspace: Workspace, fake_imgur: FakeImgur, tmp_path: Path
+) -> None:
+    """Even if a name turns into a symlink or a FIFO after the watcher looked at it."""
+    ws = workspace
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(images.png())
+    (ws.inbox / "swapped.png").symlink_to(secret)
+    os.mkfifo(ws.inbox / "pipe.png")
+    control = images.png()
+    with running(ws) as pipeline:
+        pipeline.submit(ws.inbox / "swapped.png")
+        pipeline.submit(ws.inbox / "pipe.png")
+        ws.drop("control.png", control)
+        wait_until(lambda: done_count(ws, 1), message="the control file in done/")
+        wait_until(pipeline.settled, message="the workers to finish")
+    assert [u.content for u in fake_imgur.uploads] == [control]
+    assert (ws.inbox / "swapped.png").is_symlink()
+    assert (ws.inbox / "pipe.png").exists()
+    assert ws.names(ws.failed) == []
+
+
+def test_same_bytes_after_a_transient_error_are_uploaded_once(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    ws = workspace
+    fake_imgur.fail_next(1, 500)
+    data = images.png()
+    with running(ws):
+        ws.drop("a.png", data)
+        ws.drop("b.png", data)
+        wait_until(lambda: done_count(ws, 2), message="a.png and b.png in done/")
+    assert len(fake_imgur.uploads) == 1
+    assert read_link(ws.outbox / "a.webloc") == read_link(ws.outbox / "b.webloc")
+
+
+def test_a_file_saved_over_the_name_while_filing_is_not_lost(
+    workspace: Workspace, fake_imgur: FakeImgur, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A new shot.png renamed into place between the link into done/ and the unlink."""
+    ws = workspace
+    first, second = images.png(), images.png()
+    staged = tmp_path / "second.png"
+    staged.write_bytes(second)
+    real_link_at = filing.link_at
+
+    def link_then_race(src: Path, dest: Path) -> None:
+        real_link_at(src, dest)
+        if staged.exists() and dest.parent == ws.done:
+            staged.replace(src)  # the user saves again under the same name, right now
+
+    monkeypatch.setattr(filing, "link_at", link_then_race)
+    with running(ws):
+        ws.drop("shot.png", first)
+        wait_until(lambda: done_count(ws, 2), message="both versions in done/")
+    assert sorted(u.content for u in fake_imgur.uploads) == sorted([first, second])
+    assert sorted((ws.done / n).read_bytes() for n in ws.names(ws.done)) == sorted([first, second])
+
+
+def test_start_finishes_an_upload_a_crash_left_after_filing(workspace: Workspace) -> None:
+    """Killed after the unlink from the inbox but before the journal said done."""
+    ws = workspace
+    settings = ws.settings()
+    config.ensure_folders(settings)
+    (ws.done / "shot.png").write_bytes(images.png())
+    with Journal(settings.journal) as journal:
+        entry = journal.start("ab" * 32, "shot.png", 10, 1234)
+        journal.record_upload(entry.id, "abc1234", "https://i.imgur.com/abc1234.png", "dh")
+        journal.set_link_file(entry.id, ws.outbox / "shot.webloc")
+        journal.set_archived_to(entry.id, ws.done / "shot.png")
+    with running(ws):
+        pass
+    with Journal(settings.journal) as journal:
+        assert journal.history()[0].state == "done"

@@ -9,6 +9,7 @@ Only a crash between Imgur's answer and the journal write can cause a second upl
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from imgdrop import filetype, filing, links
 from imgdrop.config import Settings
@@ -46,16 +48,21 @@ FALLBACK_RATE_WAIT = 60.0  # a 429 that names no reset time
 
 
 @dataclass(frozen=True)
-class _Identity:
-    """What says a file is still the one that was read: size, mtime and inode."""
+class _Job:
+    """One file on its way through a worker: the open file and what it was when opened."""
 
-    size: int
-    mtime_ns: int
-    inode: int
+    path: Path
+    stream: BinaryIO
+    st: os.stat_result
+    settings: Settings
+    started: float
 
-    @classmethod
-    def of(cls, st: os.stat_result) -> _Identity:
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
 
 class _Retry(Exception):
@@ -74,10 +81,10 @@ class _Parked(Exception):
 class Pipeline:
     """A pool of worker threads fed by `submit`; every file ends in done/, failed/ or the inbox."""
 
-    def __init__(self, settings: Settings, journal: Journal, notifier: Notifier) -> None:
+    def __init__(self, settings: Settings, journal: Journal) -> None:
         self._settings = settings
         self._journal = journal
-        self._notifier = notifier
+        self._notifier = Notifier(settings.clipboard, settings.notify)
         self._client: ImgurClient | None = None
         self._cond = threading.Condition()
         self._queued: dict[Path, float] = {}  # path -> monotonic time it is due
@@ -95,9 +102,13 @@ class Pipeline:
     # -- control -----------------------------------------------------------
 
     def start(self) -> None:
-        """Restore the persisted rate-limit gate and start the workers."""
+        """Restore the persisted rate-limit gate, finish interrupted work, start the workers."""
         saved = self._journal.get_meta(GATE_KEY)
         self._gate_until = float(saved) if saved else 0.0
+        if self._gate_until > time.time():
+            until = time.strftime("%H:%M:%S", time.localtime(self._gate_until))
+            log.warning("Imgur's rate limit is still used up: no uploads until %s", until)
+        self._finish_interrupted()
         self._client = self._new_client(self._settings)
         self._resize(self._settings.workers)
 
@@ -106,10 +117,11 @@ class Pipeline:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            threads = list(self._threads)
         deadline = time.monotonic() + grace
-        for thread in self._threads:
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        finished = not any(t.is_alive() for t in self._threads)
+        finished = not any(t.is_alive() for t in threads)
         if finished and self._client is not None:
             self._client.close()
         return finished
@@ -117,6 +129,7 @@ class Pipeline:
     def update(self, settings: Settings) -> None:
         """Take a reloaded configuration; a new client ID lifts an auth pause."""
         old, self._settings = self._settings, settings
+        self._notifier = Notifier(settings.clipboard, settings.notify)
         if (old.api_url, old.client_id) != (settings.api_url, settings.client_id):
             previous, self._client = self._client, self._new_client(settings)
             if previous is not None:
@@ -215,59 +228,58 @@ class Pipeline:
     # -- one file ----------------------------------------------------------
 
     def _process(self, path: Path) -> None:
-        started = time.monotonic()
-        settings = self._settings
         try:
-            st = path.lstat()
-        except FileNotFoundError:
-            return  # already filed, or taken away by the user
-        if not stat.S_ISREG(st.st_mode):
-            return  # never read a symlink's target
-        try:
-            self._handle(path, st, settings, started)
-        except _Retry as retry:
-            self._schedule_retry(path, retry.delay)
-            if not retry.quiet:
-                log.warning("%s: stays in the inbox: %s", path.name, retry)
-        except _Parked:
-            with self._cond:
-                self._parked.add(path)
+            stream = _open_regular(path)
         except OSError as err:
             self._schedule_retry(path, None)
             log.warning("%s: stays in the inbox: %s", path.name, _local_problem(err))
-
-    def _handle(self, path: Path, st: os.stat_result, settings: Settings, started: float) -> None:
-        try:
-            kind = filetype.check(path, st.st_size, settings.videos, settings.max_image_mb)
-        except filetype.Rejected as rejected:
-            self._fail(path, None, str(rejected), {}, settings, started)
             return
-        sha256 = _sha256(path)
+        if stream is None:
+            return  # gone, or not a plain file: never read through a symlink
+        with stream:
+            job = _Job(path, stream, os.fstat(stream.fileno()), self._settings, time.monotonic())
+            try:
+                self._handle(job)
+            except _Retry as retry:
+                self._schedule_retry(path, retry.delay)
+                if not retry.quiet:
+                    log.warning("%s: stays in the inbox: %s", path.name, retry)
+            except _Parked:
+                with self._cond:
+                    self._parked.add(path)
+            except OSError as err:
+                self._schedule_retry(path, None)
+                log.warning("%s: stays in the inbox: %s", path.name, _local_problem(err))
+
+    def _handle(self, job: _Job) -> None:
+        settings = job.settings
+        head = job.stream.read(filetype.HEAD_BYTES)
+        try:
+            kind = filetype.check(head, job.st.st_size, settings.videos, settings.max_image_mb)
+        except filetype.Rejected as rejected:
+            self._fail(job, None, str(rejected), {})
+            return
+        sha256 = _sha256(job.stream)
         with self._only_one(sha256):  # two copies dropped at once: one upload
-            entry = self._entry_for(path, st, sha256)
+            entry = self._entry_for(job, sha256)
             if entry.state == "uploading":
-                uploaded = self._upload(path, entry, kind, settings, started)
+                uploaded = self._upload(job, entry, kind)
                 if uploaded is None:
                     return
                 entry = uploaded
-        if not _unchanged(path, st, sha256):
-            # written to after we read it: the fresh bytes get their own turn
-            self.submit_later(path, settings.settle_seconds)
+        if not _unchanged(job, sha256):
+            # written to after we read it: the watcher hands the new bytes over once complete
+            log.info("%s: changed while being uploaded; waiting for the new version", job.name)
             return
         assert entry.link is not None
         link_file = self._write_link(entry, settings)
-        self._archive(path, entry, settings)
+        self._archive(job, entry)
         self._journal.finish(entry.id)
-        self._failures.pop(path, None)
-        self._notifier.uploaded(path.name, entry.link)
+        self._failures.pop(job.path, None)
+        self._notifier.uploaded(job.name, entry.link)
         how = "link reused" if entry.reused else "uploaded"
         log.info(
-            "%s: %s %s -> %s (%.2f s)",
-            path.name,
-            how,
-            entry.link,
-            link_file.name,
-            time.monotonic() - started,
+            "%s: %s %s -> %s (%.2f s)", job.name, how, entry.link, link_file.name, job.elapsed()
         )
 
     @contextmanager
@@ -284,28 +296,29 @@ class Pipeline:
                 self._hashing.discard(sha256)
                 self._cond.notify_all()
 
-    def _entry_for(self, path: Path, st: os.stat_result, sha256: str) -> Entry:
-        """The journal row for this drop: resumed after a crash, reused, or new."""
-        entry = self._journal.find_open(sha256, path.name, st.st_ino)
-        if entry is not None:
+    def _entry_for(self, job: _Job, sha256: str) -> Entry:
+        """The journal row for this drop: resumed after a crash, reusing a live upload, or new."""
+        entry = self._journal.find_open(sha256, job.name, job.st.st_ino) or self._journal.start(
+            sha256, job.name, job.st.st_size, job.st.st_ino
+        )
+        if entry.state != "uploading":
             return entry
-        entry = self._journal.start(sha256, path.name, st.st_size, st.st_ino)
         live = self._journal.find_live(sha256)
-        if live is not None and live.imgur_id and live.link and live.deletehash:
-            log.info("%s: same bytes as %s, reusing %s", path.name, live.name, live.link)
-            return self._journal.record_upload(
-                entry.id, live.imgur_id, live.link, live.deletehash, reused=True
-            )
-        return entry
+        if live is None or not (live.imgur_id and live.link and live.deletehash):
+            return entry
+        log.info("%s: same bytes as %s, reusing %s", job.name, live.name, live.link)
+        return self._journal.record_upload(
+            entry.id, live.imgur_id, live.link, live.deletehash, reused=True
+        )
 
-    def _upload(
-        self, path: Path, entry: Entry, kind: filetype.FileType, settings: Settings, started: float
-    ) -> Entry | None:
+    def _upload(self, job: _Job, entry: Entry, kind: filetype.FileType) -> Entry | None:
         """Send the file; the recorded upload, or None when the file went to failed/."""
         self._check_gate()
         client = self._client
         assert client is not None
-        outcome, limits = client.upload(path, "video" if kind.video else "image", kind.mime)
+        job.stream.seek(0)
+        field = "video" if kind.video else "image"
+        outcome, limits = client.upload(job.stream, job.name, field, kind.mime)
         recorded = None
         if isinstance(outcome, Uploaded):  # first thing: this write closes the duplicate window
             recorded = self._journal.record_upload(
@@ -314,91 +327,89 @@ class Pipeline:
         if limits is not None:
             self._note_limits(limits)
         if recorded is None:
-            self._react(path, entry, outcome, settings, started)
+            self._react(job, entry, outcome)
         return recorded
 
-    def _react(
-        self, path: Path, entry: Entry, outcome: Outcome, settings: Settings, started: float
-    ) -> None:
+    def _react(self, job: _Job, entry: Entry, outcome: Outcome) -> None:
         """Turn a failed upload into failed/, a retry, a rate-limit pause or an auth pause."""
         if isinstance(outcome, Permanent):
             details = {"status": str(outcome.status or ""), "server message": outcome.message}
-            self._fail(path, entry, outcome.reason, details, settings, started)
+            self._fail(job, entry, outcome.reason, details)
         elif isinstance(outcome, Transient):
             attempts = self._journal.record_attempt(entry.id, outcome.reason, outcome.counts)
-            if outcome.counts and attempts >= settings.max_attempts:
+            if outcome.counts and attempts >= job.settings.max_attempts:
                 reason = f"{outcome.reason.rstrip('.')} — gave up after {attempts} attempts."
                 details = {"status": str(outcome.status or ""), "server message": outcome.message}
-                self._fail(path, entry, reason, details, settings, started)
+                self._fail(job, entry, reason, details)
                 return
             raise _Retry(outcome.reason)
         elif isinstance(outcome, RateLimited):
             self._journal.record_attempt(entry.id, outcome.reason, counts=False)
-            until = outcome.until or time.time() + max(FALLBACK_RATE_WAIT, _backoff(1, settings))
+            fallback = max(FALLBACK_RATE_WAIT, _backoff(1, job.settings))
+            until = outcome.until or time.time() + fallback
             self._close_gate(until, outcome.reason)
             raise _Retry(outcome.reason, delay=max(0.0, until - time.time()), quiet=True)
         elif isinstance(outcome, AuthFailed):
             self._journal.record_attempt(entry.id, outcome.reason, counts=False)
-            self._pause_for_auth(outcome, settings)
+            self._pause_for_auth(outcome, job.settings)
             raise _Parked
 
-    def _fail(
-        self,
-        path: Path,
-        entry: Entry | None,
-        reason: str,
-        details: dict[str, str],
-        settings: Settings,
-        started: float,
-    ) -> None:
-        size = path.stat().st_size
-        dest = filing.file_failed(path, settings.failed, reason, details)
+    def _fail(self, job: _Job, entry: Entry | None, reason: str, details: dict[str, str]) -> None:
+        dest = filing.file_failed(job.path, job.settings.failed, reason, details)
         sha256 = entry.sha256 if entry else None
-        self._journal.fail(entry.id if entry else None, path.name, size, sha256, reason)
-        self._failures.pop(path, None)
-        self._notifier.failed(path.name, reason)
-        log.warning(
-            "%s: failed: %s -> %s (%.2f s)", path.name, reason, dest, time.monotonic() - started
-        )
+        self._journal.fail(entry.id if entry else None, job.name, job.st.st_size, sha256, reason)
+        self._failures.pop(job.path, None)
+        self._notifier.failed(job.name, reason)
+        log.warning("%s: failed: %s -> %s (%.2f s)", job.name, reason, dest, job.elapsed())
 
     def _write_link(self, entry: Entry, settings: Settings) -> Path:
         """Write the link file once per drop: its name is journalled before it is written."""
-        assert entry.link is not None
-        if entry.link_file and _holds(Path(entry.link_file), entry.link):
+        link = entry.link
+        assert link is not None
+        if entry.link_file and _holds(Path(entry.link_file), link):
             return Path(entry.link_file)
-        name = links.link_name(entry.name, settings.link_format)
-        for dest in _free_paths(settings.outbox, name):
-            self._journal.set_link_file(entry.id, dest)
-            try:
-                links.write_link_at(dest, entry.link, settings.link_format)
-                return dest
-            except FileExistsError:
-                continue
-        raise AssertionError("unreachable: free names never run out")
 
-    def _archive(self, path: Path, entry: Entry, settings: Settings) -> None:
-        """Hard-link into done/ under a journalled name, then unlink from the inbox."""
-        if entry.archived_to:
-            dest = Path(entry.archived_to)
-            if dest.exists() and dest.samefile(path):
-                path.unlink()  # a crash fell between the link and the unlink
-                return
-        for dest in _free_paths(settings.done, path.name):
-            self._journal.set_archived_to(entry.id, dest)
-            try:
-                filing.link_at(path, dest)
-            except FileExistsError:
-                continue
-            path.unlink()
+        def write(dest: Path) -> None:
+            if dest.exists():
+                raise FileExistsError(dest)  # taken: journal nothing, try the next name
+            self._journal.set_link_file(entry.id, dest)
+            links.write_link_at(dest, link, settings.link_format)
+
+        settings.outbox.mkdir(parents=True, exist_ok=True)
+        return filing.claim(
+            settings.outbox, links.link_name(entry.name, settings.link_format), write
+        )
+
+    def _archive(self, job: _Job, entry: Entry) -> None:
+        """Hard-link into done/ under a journalled name, then unlink the inbox name."""
+        if entry.archived_to and _same_file(Path(entry.archived_to), job.st, entry.sha256):
+            _unlink_if_same(job)  # a crash fell between the link and the unlink
             return
 
-    # -- retries, rate limits, auth ----------------------------------------
+        def link(dest: Path) -> None:
+            if dest.exists():
+                raise FileExistsError(dest)
+            self._journal.set_archived_to(entry.id, dest)
+            filing.link_at(job.path, dest)
 
-    def submit_later(self, path: Path, delay: float) -> None:
-        """Queue `path` again after `delay` seconds."""
-        with self._cond:
-            self._queued[path] = time.monotonic() + delay
-            self._cond.notify_all()
+        job.settings.done.mkdir(parents=True, exist_ok=True)
+        filing.claim(job.settings.done, job.name, link)
+        _unlink_if_same(job)
+
+    def _finish_interrupted(self) -> None:
+        """Mark done the uploads a crash left between filing the original and saying so."""
+        for entry in self._journal.unfinished():
+            if not entry.archived_to:
+                continue  # not filed yet: still in the inbox, or taken away by the user
+            try:
+                filed = Path(entry.archived_to).lstat()
+            except FileNotFoundError:
+                continue
+            if not _same_file(self._settings.inbox / entry.name, filed, entry.sha256):
+                self._journal.finish(entry.id)
+            # else both names are still there: the startup scan finishes the unlink
+
+    # -- retries, rate limits, auth ----------------------------------------
 
     def _schedule_retry(self, path: Path, delay: float | None) -> None:
         failures = self._failures.get(path, 0) + 1
@@ -459,34 +470,70 @@ def _backoff(failures: int, settings: Settings) -> float:
     return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not crypto
 
 
-def _sha256(path: Path) -> str:
+def _open_regular(path: Path) -> BinaryIO | None:
+    """`path` opened for reading; None when it is gone or not a plain file (never follows links)."""
+    try:
+        # O_NONBLOCK: a FIFO swapped in under a picture's name must not hang a worker
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return None  # a symlink
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
+def _sha256(stream: BinaryIO) -> str:
+    stream.seek(0)
     digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
-def _unchanged(path: Path, before: os.stat_result, sha256: str) -> bool:
-    """Is the file still the one that was hashed? Rehash only when its stat differs."""
+def _unchanged(job: _Job, sha256: str) -> bool:
+    """Is the inbox name still the file that was hashed? Rehash only when its stat differs."""
     try:
-        now = path.lstat()
+        now = job.path.lstat()
     except FileNotFoundError:
         return False
-    if _Identity.of(now) == _Identity.of(before):
+    if (now.st_dev, now.st_ino) != (job.st.st_dev, job.st.st_ino):
+        return False  # replaced by another file
+    if (now.st_size, now.st_mtime_ns) == (job.st.st_size, job.st.st_mtime_ns):
         return True
     # tar and cp -p set the mtime after the bytes: same bytes, same upload
-    return now.st_size == before.st_size and _sha256(path) == sha256
+    return now.st_size == job.st.st_size and _sha256(job.stream) == sha256
 
 
-def _free_paths(folder: Path, name: str) -> Iterator[Path]:
-    """Names in `folder` not taken right now, in order: name, name (2), ..."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for candidate in filing.candidates(name):
-        dest = folder / candidate
-        if not dest.exists():
-            yield dest
+def _same_file(path: Path, ref: os.stat_result, sha256: str | None) -> bool:
+    """Is `path` the file `ref` describes (a hard link to it), or a copy of it on another disk?"""
+    try:
+        there = path.lstat()
+    except FileNotFoundError:
+        return False
+    if (there.st_dev, there.st_ino) == (ref.st_dev, ref.st_ino):
+        return True
+    if there.st_size != ref.st_size or sha256 is None:
+        return False
+    stream = _open_regular(path)
+    if stream is None:
+        return False
+    with stream:
+        return _sha256(stream) == sha256
+
+
+def _unlink_if_same(job: _Job) -> None:
+    """Unlink the inbox name unless a new file took it meanwhile (that one gets its own turn)."""
+    with contextlib.suppress(FileNotFoundError):
+        now = job.path.lstat()
+        if (now.st_dev, now.st_ino) == (job.st.st_dev, job.st.st_ino):
+            job.path.unlink()
+        else:
+            log.warning("%s: replaced while being filed; the new file is handled next", job.name)
 
 
 def _holds(path: Path, link: str) -> bool:
