@@ -345,3 +345,39 @@ def test_auth_pause_sends_one_notification(
     assert len(record.read_text().splitlines()) == 1
     assert "paused" in record.read_text()
     assert "revoked-id-000000" not in record.read_text()
+
+
+def test_an_uncreatable_folder_is_a_config_error(
+    workspace: Workspace, fake_imgur: FakeImgur, daemons: list[DaemonProcess]
+) -> None:
+    ws = workspace
+    ws.write(api_url=fake_imgur.url, client_id=CLIENT_ID, done="/dev/null/done")
+    daemon = DaemonProcess(ws)
+    daemons.append(daemon)
+    assert daemon.wait(20) == Exit.CONFIG
+    assert "/dev/null/done" in daemon.log
+    assert "Traceback" not in daemon.log
+
+
+def test_an_edit_naming_an_uncreatable_folder_keeps_the_old_config(
+    workspace: Workspace, fake_imgur: FakeImgur, daemons: list[DaemonProcess]
+) -> None:
+    ws = workspace
+    daemon = start(ws, daemons)
+    ws.write(api_url=fake_imgur.url, client_id=CLIENT_ID, done="/dev/null/done")
+    wait_until(lambda: "config not reloaded" in daemon.log, message="the refused edit")
+    ws.drop("shot.png", images.png())
+    wait_until(lambda: in_done(ws, 1), message="shot.png filed under the old config")
+    assert daemon.proc.poll() is None
+
+
+def test_an_inbox_deleted_and_made_again_is_watched_again(
+    workspace: Workspace, fake_imgur: FakeImgur, daemons: list[DaemonProcess]
+) -> None:
+    ws = workspace
+    daemon = start(ws, daemons)
+    ws.inbox.rmdir()
+    ws.inbox.mkdir(exist_ok=True)  # the daemon may have made it again already
+    wait_until(lambda: "was removed or replaced" in daemon.log, message="the inbox watched again")
+    ws.drop("again.png", images.png())
+    wait_until(lambda: in_done(ws, 1), message=f"again.png done; log:\n{daemon.log}")

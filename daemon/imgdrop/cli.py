@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as err:
         print(f"imgdrop: {err}", file=sys.stderr)
         return Exit.CONFIG
+    except OSError as err:  # a folder of the config cannot be created or read
+        print(f"imgdrop: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return Exit.CONFIG
 
 
 def _configure_logging(level: str) -> None:
