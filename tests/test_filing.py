@@ -332,3 +332,17 @@ def test_file_failed_without_hard_links_copies_and_survives_a_race(
     assert error_path(dest).read_text().startswith("Nope.\n")
     assert not src.exists()
     assert names(failed) == ["shot (2).png", "shot (2).png.error.txt", "shot.png"]
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (errno.EPERM, "imgdrop is not allowed to use /x/Done (on macOS: give the Python"),
+        (errno.EACCES, "imgdrop is not allowed to use /x/Done"),
+        (errno.ENOSPC, "the disk holding /x/Done is full"),
+        (errno.ENOTDIR, "cannot use /x/Done: Not a directory"),
+    ],
+)
+def test_local_errors_are_explained_in_plain_words(code: int, expected: str) -> None:
+    err = OSError(code, os.strerror(code), "/x/Done")
+    assert filing.explain(err).startswith(expected)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from imgdrop import __version__, config, service
+from imgdrop import __version__, config, filing, service
 from imgdrop.daemon import AlreadyRunning, Daemon, acquire_lock, lock_path
 from imgdrop.exitcodes import Exit
 
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imgdrop: {err}", file=sys.stderr)
         return Exit.CONFIG
     except OSError as err:  # a folder of the config cannot be created or read
-        print(f"imgdrop: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        print(f"imgdrop: {filing.explain(err)}", file=sys.stderr)
         return Exit.CONFIG
 
 

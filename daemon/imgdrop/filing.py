@@ -208,3 +208,16 @@ def fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def explain(err: OSError) -> str:
+    """A local file error in plain words; macOS privacy refusals get the fix."""
+    where = err.filename or "a folder"
+    if err.errno in (errno.EPERM, errno.EACCES):
+        return (
+            f"imgdrop is not allowed to use {where} (on macOS: give the Python that runs "
+            "imgdrop Full Disk Access in System Settings > Privacy & Security)"
+        )
+    if err.errno == errno.ENOSPC:
+        return f"the disk holding {where} is full"
+    return f"cannot use {where}: {err.strerror or err}"

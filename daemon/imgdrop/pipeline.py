@@ -230,26 +230,21 @@ class Pipeline:
     def _process(self, path: Path) -> None:
         try:
             stream = _open_regular(path)
+            if stream is None:
+                return  # gone, or not a plain file: never read through a symlink
+            with stream:
+                st = os.fstat(stream.fileno())
+                self._handle(_Job(path, stream, st, self._settings, time.monotonic()))
+        except _Retry as retry:
+            self._schedule_retry(path, retry.delay)
+            if not retry.quiet:
+                log.warning("%s: stays in the inbox: %s", path.name, retry)
+        except _Parked:
+            with self._cond:
+                self._parked.add(path)
         except OSError as err:
             self._schedule_retry(path, None)
-            log.warning("%s: stays in the inbox: %s", path.name, _local_problem(err))
-            return
-        if stream is None:
-            return  # gone, or not a plain file: never read through a symlink
-        with stream:
-            job = _Job(path, stream, os.fstat(stream.fileno()), self._settings, time.monotonic())
-            try:
-                self._handle(job)
-            except _Retry as retry:
-                self._schedule_retry(path, retry.delay)
-                if not retry.quiet:
-                    log.warning("%s: stays in the inbox: %s", path.name, retry)
-            except _Parked:
-                with self._cond:
-                    self._parked.add(path)
-            except OSError as err:
-                self._schedule_retry(path, None)
-                log.warning("%s: stays in the inbox: %s", path.name, _local_problem(err))
+            log.warning("%s: stays in the inbox: %s; will retry", path.name, filing.explain(err))
 
     def _handle(self, job: _Job) -> None:
         settings = job.settings
@@ -541,16 +536,3 @@ def _holds(path: Path, link: str) -> bool:
         return links.read_link(path) == link
     except (OSError, ValueError):
         return False
-
-
-def _local_problem(err: OSError) -> str:
-    """A local file error in plain words; macOS privacy refusals get the fix."""
-    where = err.filename or "a folder"
-    if err.errno in (errno.EPERM, errno.EACCES):
-        return (
-            f"imgdrop is not allowed to write {where} (on macOS: grant the Python that runs "
-            "imgdrop Full Disk Access in System Settings > Privacy & Security); will retry."
-        )
-    if err.errno == errno.ENOSPC:
-        return f"the disk holding {where} is full; will retry."
-    return f"could not write {where}: {err.strerror}; will retry."
