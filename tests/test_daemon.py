@@ -111,6 +111,8 @@ def test_server_down_only_delays(
     fake_imgur.up()
     wait_until(lambda: in_done(ws, 3), message=f"all in done/; log:\n{daemon.log}")
     assert ws.names(ws.failed) == []
+    assert daemon.log.count("WARNING Imgur cannot be reached") == 1  # not one per file and try
+    assert daemon.log.count("Imgur is reachable again") == 1
 
 
 def test_bad_client_id_pauses_until_the_config_is_fixed(
@@ -381,3 +383,27 @@ def test_an_inbox_deleted_and_made_again_is_watched_again(
     wait_until(lambda: "was removed or replaced" in daemon.log, message="the inbox watched again")
     ws.drop("again.png", images.png())
     wait_until(lambda: in_done(ws, 1), message=f"again.png done; log:\n{daemon.log}")
+
+
+def test_an_auth_pause_ends_on_sighup_or_by_itself(
+    workspace: Workspace, fake_imgur: FakeImgur, daemons: list[DaemonProcess]
+) -> None:
+    """A 403 that Imgur lifts later (over capacity, an app unblocked): no config edit needed."""
+    ws = workspace
+    ws.write(api_url=fake_imgur.url, client_id=CLIENT_ID, retry_max_seconds=60)
+    fake_imgur.client_id = "someone-else-0000"
+    daemon = start(ws, daemons)
+    ws.drop("a.png", images.png())
+    wait_until(lambda: "Uploads are paused" in daemon.log, message="the pause")
+    fake_imgur.client_id = CLIENT_ID
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: in_done(ws, 1), message=f"a.png after SIGHUP; log:\n{daemon.log}")
+    assert "accepts the Client ID again" in daemon.log
+
+    ws.write(api_url=fake_imgur.url, client_id=CLIENT_ID, retry_max_seconds=1)
+    wait_until(lambda: "config reloaded" in daemon.log, message="the shorter pause")
+    fake_imgur.client_id = "someone-else-0000"
+    ws.drop("b.png", images.png())
+    wait_until(lambda: daemon.log.count("Uploads are paused") == 2, message="the second pause")
+    fake_imgur.client_id = CLIENT_ID
+    wait_until(lambda: in_done(ws, 2), message=f"b.png without any signal; log:\n{daemon.log}")

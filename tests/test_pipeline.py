@@ -387,3 +387,49 @@ def test_start_finishes_an_upload_a_crash_left_after_filing(workspace: Workspace
         pass
     with Journal(settings.journal) as journal:
         assert journal.history()[0].state == "done"
+
+
+def test_a_file_removed_during_its_upload_has_the_upload_deleted(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    ws = workspace
+    fake_imgur.latency = 0.5
+    with running(ws) as pipeline:
+        ws.drop("oops.png", images.png())
+        wait_until(lambda: len(fake_imgur.requests) == 1, message="the upload in flight")
+        (ws.inbox / "oops.png").unlink()
+        wait_until(
+            lambda: any(r.method == "DELETE" for r in fake_imgur.requests), message="the delete"
+        )
+        wait_until(pipeline.settled, message="the worker to finish")
+    assert ws.names(ws.outbox) == []
+    assert ws.names(ws.done) == []
+    with Journal(ws.journal) as journal:
+        assert journal.history()[0].state == "deleted"
+
+
+def test_stale_temp_files_are_swept_at_start(workspace: Workspace) -> None:
+    ws = workspace
+    ws.outbox.mkdir(parents=True)
+    stale, fresh = ws.outbox / ".imgdrop-0123abcd.tmp", ws.outbox / ".imgdrop-4567ef01.tmp"
+    stale.write_bytes(b"left by a killed daemon")
+    fresh.write_bytes(b"another process may be writing this")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    with running(ws):
+        pass
+    assert not stale.exists()
+    assert fresh.exists()
+
+
+def test_forget_drops_files_of_a_former_inbox(workspace: Workspace, fake_imgur: FakeImgur) -> None:
+    ws = workspace
+    ws.write(
+        api_url=fake_imgur.url, client_id=CLIENT_ID, retry_initial_seconds=30, retry_max_seconds=60
+    )
+    fake_imgur.down()
+    with running(ws) as pipeline:
+        ws.drop("stuck.png", images.png())
+        wait_until(lambda: pipeline.waiting() == 1, message="stuck.png waiting to retry")
+        pipeline.forget(ws.inbox)
+        assert pipeline.waiting() == 0
+        assert pipeline.settled()

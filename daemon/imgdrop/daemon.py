@@ -102,7 +102,10 @@ class Daemon:
                     self._apply_edit()
                 if not self._watching():
                     if self._watcher is not None:  # watchdog stops reporting on such a folder
-                        log.warning("the inbox %s was removed or replaced", self._settings.inbox)
+                        log.warning(
+                            "the inbox %s was removed or replaced; watching it again",
+                            self._settings.inbox,
+                        )
                     self._rewatch()
                 if once and self._pending() == 0 and pipeline.settled():
                     break
@@ -113,6 +116,12 @@ class Daemon:
                 log.info("stopping: letting uploads in flight finish (up to %.0f s)", STOP_GRACE)
             if pipeline.stop(STOP_GRACE):
                 journal.close()
+            else:
+                log.warning(
+                    "uploads still running after %.0f s were abandoned; their files "
+                    "stay in the inbox",
+                    STOP_GRACE,
+                )
         if once and not self._stop.is_set() and pipeline.waiting():
             log.warning("%d file(s) stay in the inbox for a later try", pipeline.waiting())
             return Exit.FAILURE
@@ -173,11 +182,12 @@ class Daemon:
         except (ConfigError, OSError) as err:
             log.error("config not reloaded, the previous one stays in force: %s", err)
             return
+        assert self._pipeline is not None
         if new == old:
+            self._pipeline.resume()  # saved unchanged or SIGHUP: "try again now"
             return
         logging.getLogger().setLevel(new.log_level)
         self._settings = new
-        assert self._pipeline is not None
         self._pipeline.update(new)
         if new.journal != old.journal:
             log.warning("a new journal location takes effect at the next start")
@@ -188,14 +198,14 @@ class Daemon:
         ):
             self._rewatch()
             log.info("now watching %s", new.inbox)
-            _mention_left_behind(old.inbox, new.inbox)
+            if new.inbox != old.inbox:
+                self._pipeline.forget(old.inbox)
+                _mention_left_behind(old.inbox)
         log.info("config reloaded from %s", new.path)
 
 
-def _mention_left_behind(old: Path, new: Path) -> None:
+def _mention_left_behind(old: Path) -> None:
     """Files in a no longer watched inbox stay there: say so once."""
-    if old == new:
-        return
     with contextlib.suppress(OSError):
         left = [e.name for e in os.scandir(old) if not e.name.startswith(".") and e.is_file()]
         if left:

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
@@ -221,3 +222,12 @@ def explain(err: OSError) -> str:
     if err.errno == errno.ENOSPC:
         return f"the disk holding {where} is full"
     return f"cannot use {where}: {err.strerror or err}"
+
+
+def remove_stale_temps(folder: Path, older_than: float = 60.0) -> None:
+    """Delete temp files a killed imgdrop left in `folder` (only ours: `.imgdrop-*.tmp`)."""
+    cutoff = time.time() - older_than
+    for temp in folder.glob(".imgdrop-*.tmp"):
+        with contextlib.suppress(OSError):
+            if temp.lstat().st_mtime < cutoff:
+                temp.unlink()

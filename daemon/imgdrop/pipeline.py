@@ -29,6 +29,7 @@ from imgdrop import filetype, filing, links
 from imgdrop.config import Settings
 from imgdrop.imgur import (
     AuthFailed,
+    Deleted,
     ImgurClient,
     Outcome,
     Permanent,
@@ -74,10 +75,6 @@ class _Retry(Exception):
         self.quiet = quiet  # waiting out a known pause: said once already
 
 
-class _Parked(Exception):
-    """The file waits in the inbox until the configuration changes (bad client ID)."""
-
-
 class Pipeline:
     """A pool of worker threads fed by `submit`; every file ends in done/, failed/ or the inbox."""
 
@@ -93,9 +90,10 @@ class Pipeline:
         self._active: set[Path] = set()
         self._again: set[Path] = set()  # ready again while a worker had it
         self._hashing: set[str] = set()  # sha256 of files between journal lookup and upload
-        self._parked: set[Path] = set()
-        self._auth_failed = False
-        self._gate_until = 0.0  # epoch seconds before which nothing is sent
+        self._gate_until = 0.0  # epoch seconds before which nothing is sent (rate limit)
+        self._auth_until = 0.0  # epoch seconds before which nothing is sent (client ID refused)
+        self._auth_refused = False
+        self._offline = False
         self._threads: list[threading.Thread] = []
         self._stopping = False
 
@@ -109,6 +107,8 @@ class Pipeline:
             until = time.strftime("%H:%M:%S", time.localtime(self._gate_until))
             log.warning("Imgur's rate limit is still used up: no uploads until %s", until)
         self._finish_interrupted()
+        for folder in (self._settings.outbox, self._settings.done, self._settings.failed):
+            filing.remove_stale_temps(folder)
         self._client = self._new_client(self._settings)
         self._resize(self._settings.workers)
 
@@ -127,23 +127,34 @@ class Pipeline:
         return finished
 
     def update(self, settings: Settings) -> None:
-        """Take a reloaded configuration; a new client ID lifts an auth pause."""
+        """Take a reloaded configuration, and try the waiting files again."""
         old, self._settings = self._settings, settings
         self._notifier = Notifier(settings.clipboard, settings.notify)
         if (old.api_url, old.client_id) != (settings.api_url, settings.client_id):
             previous, self._client = self._client, self._new_client(settings)
             if previous is not None:
                 previous.close()
-        with self._cond:
-            if self._auth_failed:
-                log.info("configuration changed: resuming uploads")
-            self._auth_failed = False
-            now = time.monotonic()
-            for path in self._parked:
-                self._queued[path] = now
-            self._parked.clear()
-            self._cond.notify_all()
         self._resize(settings.workers)
+        self.resume()
+
+    def resume(self) -> None:
+        """Try waiting files now (config saved, SIGHUP); lifts an auth pause, not a rate limit."""
+        with self._cond:
+            if self._auth_refused:
+                log.info("configuration reloaded: trying the Client ID again")
+            self._auth_until = 0.0  # _auth_refused stays until Imgur accepts an upload
+            now = time.monotonic()
+            for path in self._waiting:
+                self._queued[path] = now
+            self._cond.notify_all()
+
+    def forget(self, folder: Path) -> None:
+        """Drop the queued files of a folder that is no longer the inbox."""
+        with self._cond:
+            for path in [p for p in self._queued if p.parent == folder and p not in self._active]:
+                del self._queued[path]
+                self._waiting.discard(path)
+                self._failures.pop(path, None)
 
     def submit(self, path: Path) -> None:
         """Queue a ready file (at most one queue entry per path)."""
@@ -154,7 +165,6 @@ class Pipeline:
             if path in self._queued and path not in self._waiting:
                 return
             self._waiting.discard(path)
-            self._parked.discard(path)
             self._queued[path] = time.monotonic()
             self._cond.notify_all()
 
@@ -166,9 +176,9 @@ class Pipeline:
             return not self._active and not due and not self._again
 
     def waiting(self) -> int:
-        """Files left in the inbox after a transient error or an auth pause."""
+        """Files left in the inbox after a transient error, a rate limit or an auth pause."""
         with self._cond:
-            return len(self._waiting) + len(self._parked)
+            return len(self._waiting)
 
     # -- workers -----------------------------------------------------------
 
@@ -237,11 +247,8 @@ class Pipeline:
                 self._handle(_Job(path, stream, st, self._settings, time.monotonic()))
         except _Retry as retry:
             self._schedule_retry(path, retry.delay)
-            if not retry.quiet:
-                log.warning("%s: stays in the inbox: %s", path.name, retry)
-        except _Parked:
-            with self._cond:
-                self._parked.add(path)
+            level = logging.DEBUG if retry.quiet else logging.WARNING
+            log.log(level, "%s: stays in the inbox: %s", path.name, retry)
         except OSError as err:
             self._schedule_retry(path, None)
             log.warning("%s: stays in the inbox: %s; will retry", path.name, filing.explain(err))
@@ -262,10 +269,9 @@ class Pipeline:
                 if uploaded is None:
                     return
                 entry = uploaded
-        if not _unchanged(job, sha256):
-            # written to after we read it: the watcher hands the new bytes over once complete
-            log.info("%s: changed while being uploaded; waiting for the new version", job.name)
-            return
+            if not _unchanged(job, sha256):
+                self._withdraw(job, entry)  # before another drop of these bytes reuses it
+                return
         assert entry.link is not None
         link_file = self._write_link(entry, settings)
         self._archive(job, entry)
@@ -301,7 +307,7 @@ class Pipeline:
         live = self._journal.find_live(sha256)
         if live is None or not (live.imgur_id and live.link and live.deletehash):
             return entry
-        log.info("%s: same bytes as %s, reusing %s", job.name, live.name, live.link)
+        log.debug("%s: same bytes as %s, reusing %s", job.name, live.name, live.link)
         return self._journal.record_upload(
             entry.id, live.imgur_id, live.link, live.deletehash, reused=True
         )
@@ -319,6 +325,7 @@ class Pipeline:
             recorded = self._journal.record_upload(
                 entry.id, outcome.id, outcome.link, outcome.deletehash
             )
+            self._back_to_normal()
         if limits is not None:
             self._note_limits(limits)
         if recorded is None:
@@ -337,7 +344,8 @@ class Pipeline:
                 details = {"status": str(outcome.status or ""), "server message": outcome.message}
                 self._fail(job, entry, reason, details)
                 return
-            raise _Retry(outcome.reason)
+            # offline: one line for all files, not one per file and attempt
+            raise _Retry(outcome.reason, quiet=not outcome.counts and self._went_offline())
         elif isinstance(outcome, RateLimited):
             self._journal.record_attempt(entry.id, outcome.reason, counts=False)
             fallback = max(FALLBACK_RATE_WAIT, _backoff(1, job.settings))
@@ -346,8 +354,31 @@ class Pipeline:
             raise _Retry(outcome.reason, delay=max(0.0, until - time.time()), quiet=True)
         elif isinstance(outcome, AuthFailed):
             self._journal.record_attempt(entry.id, outcome.reason, counts=False)
-            self._pause_for_auth(outcome, job.settings)
-            raise _Parked
+            until = self._pause_for_auth(outcome, job.settings)
+            raise _Retry(outcome.reason, delay=until - time.time(), quiet=True)
+
+    def _withdraw(self, job: _Job, entry: Entry) -> None:
+        """The file was removed or replaced while it was uploading: take the upload back."""
+        what = "was replaced" if job.path.exists() else "was removed from the inbox"
+        if entry.reused or not entry.deletehash:
+            reason = f"{what} before it was filed"
+            self._journal.fail(entry.id, job.name, job.st.st_size, entry.sha256, reason)
+            log.info("%s: %s", job.name, reason)
+            return
+        assert self._client is not None
+        outcome = self._client.delete(entry.deletehash)
+        if isinstance(outcome, Deleted):
+            self._journal.mark_deleted(entry.id)
+            log.info("%s: %s during its upload, so the upload was deleted again", job.name, what)
+        else:
+            log.warning(
+                "%s: %s during its upload and deleting it failed (%s); delete it at "
+                "https://imgur.com/delete/%s",
+                job.name,
+                what,
+                outcome.reason,
+                entry.deletehash,
+            )
 
     def _fail(self, job: _Job, entry: Entry | None, reason: str, details: dict[str, str]) -> None:
         dest = filing.file_failed(job.path, job.settings.failed, reason, details)
@@ -416,13 +447,35 @@ class Pipeline:
             self._cond.notify_all()
 
     def _check_gate(self) -> None:
-        """Raise _Retry/_Parked when nothing may be sent now."""
+        """Raise _Retry when nothing may be sent now (rate limit used up, client ID refused)."""
         with self._cond:
-            if self._auth_failed:
-                raise _Parked
-            wait = self._gate_until - time.time()
-        if wait > 0:
-            raise _Retry("Imgur's rate limit is used up", delay=wait, quiet=True)
+            until = max(self._gate_until, self._auth_until)
+        if until > time.time():
+            raise _Retry("uploads are paused", delay=until - time.time(), quiet=True)
+
+    def _went_offline(self) -> bool:
+        """Note that Imgur cannot be reached, saying so once; True (per-file lines are noise)."""
+        with self._cond:
+            was, self._offline = self._offline, True
+        if not was:
+            log.warning("Imgur cannot be reached; files wait in the inbox and are retried")
+        return True
+
+    def _back_to_normal(self) -> None:
+        """After a successful upload: say once that an outage or a pause is over."""
+        with self._cond:
+            was_offline, self._offline = self._offline, False
+            was_refused, self._auth_refused = self._auth_refused, False
+            limited = 0 < self._gate_until <= time.time()  # an upload begun before a 429
+            if limited:  # must not lift a gate that is still closed
+                self._gate_until = 0.0
+        if was_offline:
+            log.info("Imgur is reachable again")
+        if was_refused:
+            log.info("Imgur accepts the Client ID again; uploads continue")
+        if limited:
+            self._journal.set_meta(GATE_KEY, "0")
+            log.info("Imgur's rate limit has reset; uploads continue")
 
     def _note_limits(self, limits: RateLimits) -> None:
         self._journal.set_meta(LIMITS_KEY, json.dumps(limits.to_json()))
@@ -442,17 +495,23 @@ class Pipeline:
             time.strftime("%H:%M:%S", time.localtime(until)),
         )
 
-    def _pause_for_auth(self, outcome: AuthFailed, settings: Settings) -> None:
+    def _pause_for_auth(self, outcome: AuthFailed, settings: Settings) -> float:
+        """Pause sending until the config changes or retry_max_seconds pass; the pause's end."""
         with self._cond:
-            first = not self._auth_failed
-            self._auth_failed = True
-        if first:
-            message = (
-                f"{outcome.reason} Uploads are paused until {settings.path} changes; "
-                "files wait in the inbox."
-            )
-            log.error("%s", message)
-            self._notifier.alert("imgdrop: uploads paused", message)
+            again, self._auth_refused = self._auth_refused, True
+            self._auth_until = until = time.time() + settings.retry_max_seconds
+        when = time.strftime("%H:%M:%S", time.localtime(until))
+        if again:
+            log.info("Imgur still refuses the Client ID; next try at %s", when)
+            return until
+        message = (
+            f"{outcome.reason} Uploads are paused and files wait in the inbox. Fix client_id "
+            f"(or IMGDROP_CLIENT_ID), then save the config or send SIGHUP; imgdrop also tries "
+            f"again at {when}."
+        )
+        log.error("%s", message)
+        self._notifier.alert("imgdrop: uploads paused", message)
+        return until
 
     @staticmethod
     def _new_client(settings: Settings) -> ImgurClient:
