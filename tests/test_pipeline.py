@@ -433,3 +433,19 @@ def test_forget_drops_files_of_a_former_inbox(workspace: Workspace, fake_imgur: 
         pipeline.forget(ws.inbox)
         assert pipeline.waiting() == 0
         assert pipeline.settled()
+
+
+def test_a_file_removed_after_its_link_is_out_keeps_its_upload(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    """Uploaded and linked, archiving retried (done/ unusable), then the user removes it."""
+    ws = workspace
+    with running(ws) as pipeline:
+        ws.done.rmdir()
+        ws.done.write_text("a file where done/ should be")
+        ws.drop("kept.png", images.png())
+        wait_until(lambda: ws.names(ws.outbox) == ["kept.webloc"], message="the link file")
+        (ws.inbox / "kept.png").unlink()
+        ws.done.unlink()
+        wait_until(pipeline.settled, message="the retry to find the file gone")
+    assert [r.method for r in fake_imgur.requests] == ["POST"]

@@ -199,7 +199,6 @@ class Daemon:
             self._rewatch()
             log.info("now watching %s", new.inbox)
             if new.inbox != old.inbox:
-                self._pipeline.forget(old.inbox)
                 _mention_left_behind(old.inbox)
         log.info("config reloaded from %s", new.path)
 

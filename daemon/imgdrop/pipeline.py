@@ -135,6 +135,8 @@ class Pipeline:
             if previous is not None:
                 previous.close()
         self._resize(settings.workers)
+        if old.inbox != settings.inbox:
+            self.forget(old.inbox)  # before resume() makes its waiting files due
         self.resume()
 
     def resume(self) -> None:
@@ -264,13 +266,17 @@ class Pipeline:
         sha256 = _sha256(job.stream)
         with self._only_one(sha256):  # two copies dropped at once: one upload
             entry = self._entry_for(job, sha256)
-            if entry.state == "uploading":
+            fresh = entry.state == "uploading"  # this job sends it (else resumed or reused)
+            if fresh:
                 uploaded = self._upload(job, entry, kind)
                 if uploaded is None:
                     return
                 entry = uploaded
             if not _unchanged(job, sha256):
-                self._withdraw(job, entry)  # before another drop of these bytes reuses it
+                if fresh:
+                    self._withdraw(job, entry)  # before another drop of these bytes reuses it
+                else:  # its link may be out already: never delete it
+                    log.info("%s: changed before it was filed; waiting for it", job.name)
                 return
         assert entry.link is not None
         link_file = self._write_link(entry, settings)
@@ -328,6 +334,8 @@ class Pipeline:
             self._back_to_normal()
         if limits is not None:
             self._note_limits(limits)
+        if isinstance(outcome, AuthFailed) and client is not self._client:
+            raise _Retry(outcome.reason, delay=0.0, quiet=True)  # answer to a replaced client ID
         if recorded is None:
             self._react(job, entry, outcome)
         return recorded
