@@ -229,5 +229,5 @@ def remove_stale_temps(folder: Path, older_than: float = 60.0) -> None:
     cutoff = time.time() - older_than
     for temp in folder.glob(".imgdrop-*.tmp"):
         with contextlib.suppress(OSError):
-            if temp.lstat().st_mtime < cutoff:
+            if temp.lstat().st_ctime < cutoff:  # copystat may set an old mtime; not ctime
                 temp.unlink()

@@ -477,12 +477,12 @@ class Pipeline:
             limited = 0 < self._gate_until <= time.time()  # an upload begun before a 429
             if limited:  # must not lift a gate that is still closed
                 self._gate_until = 0.0
+                self._journal.set_meta(GATE_KEY, "0")
         if was_offline:
             log.info("Imgur is reachable again")
         if was_refused:
             log.info("Imgur accepts the Client ID again; uploads continue")
         if limited:
-            self._journal.set_meta(GATE_KEY, "0")
             log.info("Imgur's rate limit has reset; uploads continue")
 
     def _note_limits(self, limits: RateLimits) -> None:
@@ -496,7 +496,8 @@ class Pipeline:
             if until <= self._gate_until:
                 return
             self._gate_until = until
-        self._journal.set_meta(GATE_KEY, repr(until))
+            # saved under the lock, so a concurrent reset cannot overwrite it with an older value
+            self._journal.set_meta(GATE_KEY, repr(until))
         log.warning(
             "%s: no uploads until %s",
             reason.rstrip("."),
