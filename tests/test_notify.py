@@ -96,6 +96,8 @@ name=${{0##*/}}
 tmp="$RECORD_DIR/.$name.$$"
 {{ for a in "$@"; do printf '%s\\n' "$a"; done; printf -- '--stdin--\\n'; /bin/cat; }} > "$tmp"
 /bin/mv "$tmp" "$RECORD_DIR/$name"
+printf '%s\\n' "$name" >> "$RECORD_DIR/.calls"
+printf '%s\\n' "$LC_CTYPE" > "$RECORD_DIR/.$name.lc_ctype"
 {extra}
 """
 
@@ -124,6 +126,10 @@ class Tools:
         argv, _, stdin = path.read_text().partition("--stdin--\n")
         return argv.splitlines(), stdin
 
+    def calls(self) -> list[str]:
+        path = self.records / ".calls"
+        return path.read_text().splitlines() if path.exists() else []
+
     def ran(self) -> list[str]:
         return sorted(p.name for p in self.records.iterdir() if not p.name.startswith("."))
 
@@ -134,6 +140,13 @@ def _notify_threads() -> list[threading.Thread]:
 
 def _settled() -> None:
     wait_until(lambda: not _notify_threads(), 5, "notification threads to finish")
+
+
+@pytest.fixture(autouse=True)
+def fresh_notify(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short batch window, and the once-only INFO lines not yet said."""
+    monkeypatch.setattr(notify, "BATCH_SECONDS", 0.2)
+    monkeypatch.setattr(notify, "_SAID", set())
 
 
 @pytest.fixture
@@ -251,7 +264,7 @@ def test_a_hanging_tool_never_blocks_the_caller(
     assert "timed out" in caplog.text
 
 
-def test_missing_and_failing_tools_are_only_logged(
+def test_missing_and_failing_tools_are_said_once_at_info(
     tools: Tools, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     _pretend(monkeypatch, "Linux")
@@ -260,10 +273,16 @@ def test_missing_and_failing_tools_are_only_logged(
     caplog.set_level(logging.DEBUG, logger="imgdrop.notify")
     notifier = Notifier(clipboard=True, notify=True)
     notifier.uploaded("a.png", LINK)
-    _settled()
-    assert "no clipboard tool available" in caplog.text
-    assert "exited 1" in caplog.text
-    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name == "imgdrop.notify")
+    assert notifier.drain(5)
+    notifier.uploaded("b.png", LINK)
+    assert notifier.drain(5)
+    assert tools.calls() == ["notify-send", "notify-send"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "imgdrop.notify"]
+    assert lines == [
+        "no clipboard tool found: install wl-clipboard (Wayland), xclip or xsel",
+        "notification command notify-send exited 1 cannot connect to the bus",
+    ]
+    assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "imgdrop.notify")
 
 
 def test_constructor_has_no_side_effects(tools: Tools) -> None:
@@ -271,3 +290,155 @@ def test_constructor_has_no_side_effects(tools: Tools) -> None:
     Notifier(clipboard=True, notify=True)
     assert set(threading.enumerate()) == before
     assert tools.ran() == []
+
+
+# --- formats, batches, reuse, macOS tools ---------------------------------------------------
+
+NAME = 'my "best" \\ shot [1].png'
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("url", LINK),
+        ("markdown", f'![my "best" \\\\ shot \\[1\\].png]({LINK})'),
+        ("html", f'<img src="{LINK}" alt="my &quot;best&quot; \\ shot [1].png">'),
+        ("bbcode", f"[img]{LINK}[/img]"),
+        ("{name} -> {url} (delete: {delete_url})", f"{NAME} -> {LINK} (delete: https://d/x)"),
+        ("broken {nope}", LINK),
+        ("broken {", LINK),
+    ],
+)
+def test_clip_text_formats(fmt: str, expected: str) -> None:
+    assert notify.clip_text(fmt, NAME, LINK, "https://d/x") == expected
+
+
+@pytest.mark.parametrize("fmt", ["url", "markdown", "html", "bbcode", "<{url}|{name}>"])
+def test_each_format_reaches_the_clipboard(
+    tools: Tools, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    _pretend(monkeypatch, "Darwin")
+    tools.add("pbcopy")
+    notifier = Notifier(clipboard=True, notify=False, clipboard_format=fmt)
+    notifier.uploaded(NAME, LINK, delete_url=None)
+    assert notifier.drain(5)
+    assert tools.record("pbcopy") == ([], notify.clip_text(fmt, NAME, LINK, None))
+    assert (tools.records / ".pbcopy.lc_ctype").read_text() == "UTF-8\n"
+
+
+def test_a_batch_of_three_gives_one_entry_and_one_notification(
+    tools: Tools, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pretend(monkeypatch, "Linux")
+    tools.add("xclip")
+    tools.add("notify-send")
+    notifier = Notifier(True, True, "markdown")
+    links = [f"https://i.imgur.com/{n}.png" for n in ("a", "b", "c")]
+    for n, link in zip("abc", links, strict=True):
+        notifier.uploaded(f"{n}.png", link)
+    assert notifier.drain(5)
+    assert tools.calls() == ["xclip", "notify-send"]
+    assert tools.record("xclip")[1] == "\n".join(
+        f"![{n}.png]({u})" for n, u in zip("abc", links, strict=True)
+    )
+    assert tools.record("notify-send")[0] == [
+        "--app-name=imgdrop",
+        "3 images uploaded",
+        "Links copied: a.png, b.png, c.png",
+    ]
+
+
+def test_files_further_apart_get_their_own_entries(
+    tools: Tools, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pretend(monkeypatch, "Linux")
+    tools.add("xclip")
+    notifier = Notifier(True, False)
+    notifier.uploaded("a.png", "https://i.imgur.com/a.png")
+    assert notifier.drain(5)
+    notifier.uploaded("b.png", "https://i.imgur.com/b.png")
+    assert notifier.drain(5)
+    assert tools.calls() == ["xclip", "xclip"]
+    assert tools.record("xclip")[1] == "https://i.imgur.com/b.png"
+
+
+def test_a_burst_never_drops_the_newest(tools: Tools, monkeypatch: pytest.MonkeyPatch) -> None:
+    _pretend(monkeypatch, "Linux")
+    tools.add("xclip")
+    notifier = Notifier(True, False)
+    for i in range(notify.MAX_QUEUED + 500):
+        notifier.uploaded(f"{i}.png", f"https://i.imgur.com/{i}.png")
+    assert notifier.drain(10)
+    last = f"https://i.imgur.com/{notify.MAX_QUEUED + 499}.png"
+    assert tools.record("xclip")[1].splitlines()[-1] == last
+
+
+def test_reused_link_is_announced_as_such(tools: Tools, monkeypatch: pytest.MonkeyPatch) -> None:
+    _pretend(monkeypatch, "Linux")
+    tools.add("notify-send")
+    notifier = Notifier(False, True)
+    notifier.uploaded("a.png", LINK, reused=True)
+    assert notifier.drain(5)
+    assert tools.record("notify-send")[0][1:] == ["Link reused for a.png", LINK]
+    notifier.uploaded("a.png", LINK, reused=True)
+    notifier.uploaded("b.png", LINK)
+    assert notifier.drain(5)
+    assert tools.record("notify-send")[0][1] == "2 images uploaded (1 link reused)"
+
+
+def test_terminal_notifier_opens_the_link(tools: Tools, monkeypatch: pytest.MonkeyPatch) -> None:
+    _pretend(monkeypatch, "Darwin")
+    tools.add("terminal-notifier")
+    tools.add("osascript")
+    notifier = Notifier(False, True)
+    notifier.uploaded(NAME, LINK)
+    assert notifier.drain(5)
+    assert tools.calls() == ["terminal-notifier"]
+    argv, _ = tools.record("terminal-notifier")
+    assert argv == [
+        "-title",
+        f"Uploaded {NAME}",
+        "-message",
+        LINK,
+        "-group",
+        "imgdrop",
+        "-open",
+        LINK,
+    ]
+
+
+def test_terminal_notifier_defuses_leading_bracket() -> None:
+    cmd = notification_command("[x]", "-y", "Darwin", which_of("terminal-notifier"))
+    assert cmd == ["terminal-notifier", "-title", " [x]", "-message", " -y", "-group", "imgdrop"]
+
+
+def test_report_missing_tools_names_packages_once(
+    tools: Tools, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PATH", str(tools.bin))
+    caplog.set_level(logging.INFO, logger="imgdrop.notify")
+    notify.report_missing_tools(True, True, "Linux")
+    notify.report_missing_tools(True, True, "Linux")
+    assert [r.getMessage() for r in caplog.records] == [
+        "no clipboard tool found: install wl-clipboard (Wayland), xclip or xsel",
+        "no notification tool found: install libnotify-bin (notify-send)",
+    ]
+    caplog.clear()
+    tools.add("osascript")
+    notify.report_missing_tools(False, True, "Darwin")
+    notify.report_missing_tools(False, True, "Darwin")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "System Settings › Notifications › Script Editor" in line
+    assert "brew install terminal-notifier" in line
+
+
+def test_no_tool_at_all_runs_nothing_and_does_not_raise(
+    tools: Tools, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pretend(monkeypatch, "Darwin")
+    monkeypatch.setenv("PATH", str(tools.bin))
+    notifier = Notifier(True, True, "html")
+    notifier.uploaded("a.png", LINK)
+    notifier.failed("b.png", "not an image")
+    assert notifier.drain(5)
+    assert tools.calls() == []
