@@ -58,7 +58,9 @@ def test_lifecycle_start_upload_link_archive_finish(journal: Journal, tmp_path: 
     assert entry.created_at > 0
 
     journal.record_attempt(entry.id, "Imgur could not be reached", counts=False)
-    uploaded = journal.record_upload(entry.id, "abc123", "https://i.imgur.com/abc123.png", "dh")
+    uploaded = journal.record_upload(
+        entry.id, "imgur", "abc123", "https://i.imgur.com/abc123.png", "dh"
+    )
     assert uploaded.state == "uploaded"
     assert (uploaded.imgur_id, uploaded.link, uploaded.deletehash) == (
         "abc123",
@@ -81,7 +83,9 @@ def test_lifecycle_start_upload_link_archive_finish(journal: Journal, tmp_path: 
 
 def test_record_upload_reused_flag(journal: Journal) -> None:
     entry = journal.start(SHA, "copy.png", 10, None)
-    assert journal.record_upload(entry.id, "abc", "https://i.imgur.com/abc.png", "d", True).reused
+    assert journal.record_upload(
+        entry.id, "imgur", "abc", "https://i.imgur.com/abc.png", "d", True
+    ).reused
 
 
 def test_find_open_matches_only_the_same_drop_in_open_states(journal: Journal) -> None:
@@ -92,7 +96,7 @@ def test_find_open_matches_only_the_same_drop_in_open_states(journal: Journal) -
     assert journal.find_open(SHA, "a.png", None) is None
     assert journal.find_open(OTHER_SHA, "a.png", 7) is None
 
-    journal.record_upload(uploading.id, "x", "https://i.imgur.com/x.png", "d")
+    journal.record_upload(uploading.id, "imgur", "x", "https://i.imgur.com/x.png", "d")
     found = journal.find_open(SHA, "a.png", 7)
     assert found is not None and found.state == "uploaded"
 
@@ -117,15 +121,15 @@ def test_find_live_ignores_failed_deleted_and_unuploaded(journal: Journal) -> No
     assert journal.find_live(SHA) is None
 
     failed = journal.start(SHA, "failed.png", 10, 2)
-    journal.record_upload(failed.id, "f", "https://i.imgur.com/f.png", "d")
+    journal.record_upload(failed.id, "imgur", "f", "https://i.imgur.com/f.png", "d")
     journal.fail(failed.id, "failed.png", 10, SHA, "archive failed for good")
     deleted = journal.start(SHA, "deleted.png", 10, 3)
-    journal.record_upload(deleted.id, "g", "https://i.imgur.com/g.png", "d")
+    journal.record_upload(deleted.id, "imgur", "g", "https://i.imgur.com/g.png", "d")
     journal.mark_deleted(deleted.id)
     assert journal.find_live(SHA) is None
 
     live = journal.start(SHA, "live.png", 10, 4)
-    journal.record_upload(live.id, "h", "https://i.imgur.com/h.png", "d")
+    journal.record_upload(live.id, "imgur", "h", "https://i.imgur.com/h.png", "d")
     found = journal.find_live(SHA)
     assert found is not None and found.imgur_id == "h" and found.state == "uploaded"
     journal.finish(live.id)
@@ -170,11 +174,13 @@ def test_unfinished_lists_uploaded_entries_oldest_first(journal: Journal) -> Non
     uploaded = []
     for i in range(3):
         entry = journal.start(f"{i:064x}", f"{i}.png", i, i)
-        uploaded.append(journal.record_upload(entry.id, f"id{i}", f"https://i.imgur.com/{i}", "d"))
+        uploaded.append(
+            journal.record_upload(entry.id, "imgur", f"id{i}", f"https://i.imgur.com/{i}", "d")
+        )
     journal.start(SHA, "uploading.png", 1, None)
     journal.finish(uploaded[1].id)
     failed = journal.start(OTHER_SHA, "failed.png", 1, None)
-    journal.record_upload(failed.id, "f", "https://i.imgur.com/f.png", "d")
+    journal.record_upload(failed.id, "imgur", "f", "https://i.imgur.com/f.png", "d")
     journal.fail(failed.id, "failed.png", 1, OTHER_SHA, "boom")
     assert journal.unfinished() == [uploaded[0], uploaded[2]]
 
@@ -268,7 +274,7 @@ def test_another_process_reads_while_daemon_writes(journal: Journal, db_path: Pa
     )
     for i in range(rows):
         entry = journal.start(f"{i:064x}", f"{i}.png", i, i)
-        journal.record_upload(entry.id, f"id{i}", f"https://i.imgur.com/id{i}.png", "d")
+        journal.record_upload(entry.id, "imgur", f"id{i}", f"https://i.imgur.com/id{i}.png", "d")
     out, err = reader.communicate(timeout=30)
     assert reader.returncode == 0, err
     assert int(out) == rows
@@ -308,7 +314,9 @@ def test_concurrent_writers_all_land(journal: Journal) -> None:
             for i in range(per_thread):
                 entry = journal.start(f"{t:032x}{i:032x}", f"{t}-{i}.png", i, None)
                 journal.record_attempt(entry.id, "HTTP 503", counts=True)
-                journal.record_upload(entry.id, f"{t}-{i}", f"https://i.imgur.com/{t}-{i}", "d")
+                journal.record_upload(
+                    entry.id, "imgur", f"{t}-{i}", f"https://i.imgur.com/{t}-{i}", "d"
+                )
                 journal.finish(entry.id)
         except BaseException as exc:
             errors.append(exc)
@@ -323,3 +331,86 @@ def test_concurrent_writers_all_land(journal: Journal) -> None:
     assert len(history) == threads * per_thread
     assert len({e.id for e in history}) == threads * per_thread
     assert all(e.state == "done" and e.attempts == 1 for e in history)
+
+
+# --- migration 2: hosts -------------------------------------------------------------------------
+
+# The schema exactly as imgdrop 0.x (user_version 1) created it, so the test does not depend on
+# MIGRATIONS[0] staying what it was.
+_V1_DDL = (
+    """CREATE TABLE upload (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sha256 TEXT, name TEXT NOT NULL, size INTEGER NOT NULL, inode INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('uploading', 'uploaded', 'done', 'failed', 'deleted')),
+        link TEXT, imgur_id TEXT, deletehash TEXT, link_file TEXT, archived_to TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0, error TEXT,
+        created_at REAL NOT NULL, uploaded_at REAL, finished_at REAL,
+        reused INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX upload_sha256 ON upload (sha256)",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "PRAGMA user_version = 1",
+)
+
+
+def _make_v1_journal(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for sql in _V1_DDL:
+            conn.execute(sql)
+        conn.execute(
+            "INSERT INTO upload (sha256, name, size, state, link, imgur_id, deletehash,"
+            " created_at, uploaded_at) VALUES (?, 'old.png', 10, 'done', ?, 'old1', 'dh1', 1, 2)",
+            (SHA, "https://i.imgur.com/old1.png"),
+        )
+    finally:
+        conn.close()
+
+
+def test_v1_journal_is_migrated_and_its_rows_are_imgur(db_path: Path) -> None:
+    _make_v1_journal(db_path)
+    with Journal(db_path) as journal:
+        (old,) = journal.history()
+        assert (old.host, old.imgur_id, old.deletehash, old.state) == (
+            "imgur",
+            "old1",
+            "dh1",
+            "done",
+        )
+        live = journal.find_live(SHA)
+        assert live is not None and live.id == old.id
+        new = journal.start(OTHER_SHA, "new.png", 5, None)
+        recorded = journal.record_upload(new.id, "0x0.st", "x1", "https://0x0.st/x1.png", "tok")
+        assert recorded.host == "0x0.st"
+    assert _pragma(db_path, "user_version") == len(MIGRATIONS) >= 2
+    assert not list(db_path.parent.glob("*.corrupt-*"))
+
+
+def test_record_upload_keywords_and_no_delete_handle(journal: Journal) -> None:
+    entry = journal.start(SHA, "a.png", 10, None)
+    recorded = journal.record_upload(
+        entry_id=entry.id,
+        host="catbox",
+        remote_id="abc.png",
+        link="https://files.catbox.moe/abc.png",
+        delete_handle=None,
+    )
+    assert (recorded.host, recorded.imgur_id, recorded.deletehash) == ("catbox", "abc.png", None)
+    assert recorded.state == "uploaded" and not recorded.reused
+
+
+def test_find_live_works_across_hosts(journal: Journal) -> None:
+    first = journal.start(SHA, "a.png", 10, 1)
+    journal.record_upload(first.id, "catbox", "c1", "https://files.catbox.moe/c1.png", None)
+    journal.finish(first.id)
+    live = journal.find_live(SHA)
+    assert live is not None and (live.host, live.link) == (
+        "catbox",
+        "https://files.catbox.moe/c1.png",
+    )
+    copy = journal.start(SHA, "b.png", 10, 2)
+    reused = journal.record_upload(
+        copy.id, live.host, live.imgur_id or "", live.link or "", live.deletehash, reused=True
+    )
+    assert (reused.host, reused.reused) == ("catbox", True)

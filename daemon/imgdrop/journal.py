@@ -38,6 +38,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX upload_sha256 ON upload (sha256)",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    # 2: uploads go to several hosts. Rows from before were all Imgur uploads; `imgur_id` now holds
+    # the host's id and `deletehash` its delete handle (names kept so old files need no rewrite).
+    ("ALTER TABLE upload ADD COLUMN host TEXT NOT NULL DEFAULT 'imgur'",),
 )
 
 # Long enough to wait out another process's write or migration, short enough to surface a hang.
@@ -65,6 +68,7 @@ class Entry:
     uploaded_at: float | None
     finished_at: float | None
     reused: bool
+    host: str = "imgur"
 
 
 _SELECT = f"SELECT {', '.join(f.name for f in fields(Entry))} FROM upload"  # noqa: S608 - column names
@@ -72,8 +76,9 @@ _SELECT = f"SELECT {', '.join(f.name for f in fields(Entry))} FROM upload"  # no
 
 def _entry(row: Any) -> Entry:
     """Return the Entry for a row selected with _SELECT (reused is stored as 0/1)."""
-    values: Any = (*row[:-1], bool(row[-1]))
-    return Entry(*values)
+    values: dict[str, Any] = {f.name: value for f, value in zip(fields(Entry), row, strict=True)}
+    values["reused"] = bool(values["reused"])
+    return Entry(**values)
 
 
 def _make_private(path: Path) -> None:
@@ -229,14 +234,24 @@ class Journal:
         )
 
     def record_upload(
-        self, entry_id: int, imgur_id: str, link: str, deletehash: str, reused: bool = False
+        self,
+        entry_id: int,
+        host: str,
+        remote_id: str,
+        link: str,
+        delete_handle: str | None,
+        reused: bool = False,
     ) -> Entry:
-        """Record a successful (or reused) upload and return the updated entry."""
+        """Record a successful (or reused) upload to `host` and return the updated entry.
+
+        Either the whole row is committed or this raises (sqlite3.Error / OSError) after rolling
+        back, so the caller can keep the host's answer and simply call again.
+        """
         return self._update(
             entry_id,
-            "state = 'uploaded', imgur_id = ?, link = ?, deletehash = ?, reused = ?,"
+            "state = 'uploaded', host = ?, imgur_id = ?, link = ?, deletehash = ?, reused = ?,"
             " uploaded_at = ?, error = NULL",
-            (imgur_id, link, deletehash, int(reused), time.time()),
+            (host, remote_id, link, delete_handle, int(reused), time.time()),
         )
 
     def record_attempt(self, entry_id: int, error: str, counts: bool) -> int:
