@@ -64,7 +64,8 @@ class HostState:
         """When this host may be sent a file (`now` or earlier: at once)."""
         until = max(self.rate_until, self.auth_until, self.blocked_until)
         if self.outage:
-            until = max(until, self.probe_due if not self.probing else now + MAX_WAIT)
+            # while a probe is out, look again soon: its answer decides for everyone
+            until = max(until, self.probe_due if not self.probing else now + PROBE_INITIAL / 2)
         return until
 
     def state(self, now: float) -> tuple[str, float | None]:
