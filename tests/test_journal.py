@@ -1,20 +1,28 @@
-"""Journal: real SQLite in tmp_path — lifecycle, lookups, corruption recovery, concurrency."""
+"""Journal: real SQLite in tmp_path — lifecycle, lookups, corruption recovery, concurrency,
+failed writes (a COMMIT refused for a lock, a full tmpfs), odd names, unusable files."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import pwd
+import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from imgdrop.journal import MIGRATIONS, Entry, Journal
+from imgdrop import journal as journal_module
+from imgdrop.journal import MIGRATIONS, Entry, Journal, JournalError
 
 SHA = "a" * 64
 OTHER_SHA = "b" * 64
@@ -414,3 +422,341 @@ def test_find_live_works_across_hosts(journal: Journal) -> None:
         copy.id, live.host, live.imgur_id or "", live.link or "", live.deletehash, reused=True
     )
     assert (reused.host, reused.reused) == ("catbox", True)
+
+
+# --- defect 8: a failed write, COMMIT included, rolls back ---------------------------------------
+
+
+def test_commit_refused_for_a_lock_rolls_back_and_later_writes_work(db_path: Path) -> None:
+    """SQLITE_BUSY on COMMIT (rollback-journal mode, a reader holding its lock) left SQLite's
+    transaction open: every later write failed with "cannot start a transaction within a
+    transaction" until restart."""
+    with Journal(db_path, busy_timeout=0.1) as journal:
+        # What the journal falls back to where WAL is unavailable (it logs "WAL unavailable").
+        mode = journal._conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        assert mode == "delete"
+        entry = journal.start(SHA, "a.png", 10, 1)
+        reader = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM upload").fetchone()  # holds a SHARED lock
+            started = time.monotonic()
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                journal.record_upload(entry.id, "imgur", "x", "https://i.imgur.com/x.png", "dh")
+            waited = time.monotonic() - started
+            reader.execute("COMMIT")
+        finally:
+            reader.close()
+        assert waited < 5
+        assert _get(journal, entry.id).state == "uploading", "nothing half-written"
+        # The write the pipeline retries, and any other, now just works.
+        recorded = journal.record_upload(entry.id, "imgur", "x", "https://i.imgur.com/x.png", "dh")
+        assert (recorded.state, recorded.link) == ("uploaded", "https://i.imgur.com/x.png")
+        journal.set_meta("k", "v")
+        assert journal.get_meta("k") == "v"
+
+
+def test_a_failing_statement_rolls_back_the_whole_write(journal: Journal) -> None:
+    entry = journal.start(SHA, "a.png", 10, 1)
+    with pytest.raises(sqlite3.IntegrityError):  # the state CHECK constraint
+        journal._update(entry.id, "link = 'half', state = 'bogus'")
+    assert _get(journal, entry.id).link is None
+    journal.finish(entry.id)
+    assert _get(journal, entry.id).state == "done"
+
+
+@pytest.fixture
+def tiny_disk() -> Iterator[Path]:
+    """A 1 MiB tmpfs, so "disk full" is real; skipped where it cannot be mounted."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    where = Path(tempfile.mkdtemp(prefix="imgdrop-tinydisk-"))
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        where.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        where.rmdir()
+
+
+def _fill(folder: Path) -> Path:
+    """Fill the file system holding `folder` to the last byte; return the filler file."""
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as f:
+        chunk = b"\0" * 65536
+        while chunk:
+            try:
+                f.write(chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                chunk = chunk[: len(chunk) // 2]
+    return filler
+
+
+def test_disk_full_writes_fail_cleanly_and_recover(tiny_disk: Path) -> None:
+    """On a full disk every write either commits whole or raises sqlite3.Error/OSError after
+    rolling back; once space is back, writes work on the same connection, and a reopened journal
+    holds exactly the writes that returned."""
+    path = tiny_disk / "history.sqlite3"
+    with Journal(path) as journal:
+        entries = [journal.start(f"{i:064x}", f"{i}.png", i, i) for i in range(40)]
+        filler = _fill(tiny_disk)
+        committed, failed = [], []
+        for entry in entries:
+            try:
+                journal.record_upload(
+                    entry.id, "imgur", f"id{entry.id}", f"https://i.imgur.com/{entry.id}", "d"
+                )
+            except (sqlite3.Error, OSError) as exc:
+                failed.append((entry.id, str(exc)))
+            else:
+                committed.append(entry.id)
+        assert failed, "the full disk refused no write at all"
+        assert all("full" in message for _, message in failed), failed
+        filler.unlink()
+        for entry_id, _ in failed:  # the pipeline's retry of the write
+            journal.record_upload(
+                entry_id, "imgur", f"id{entry_id}", f"https://i.imgur.com/{entry_id}", "d"
+            )
+        journal.set_meta("after", "full")
+    with Journal(path) as reopened:
+        assert all(e.state == "uploaded" for e in reopened.history())
+        assert len(reopened.history()) == 40
+        assert reopened.get_meta("after") == "full"
+    print(f"disk full: {len(committed)} writes fit, {len(failed)} refused, all recovered")
+
+
+# --- defect 12: names that are not UTF-8 ---------------------------------------------------------
+
+
+def test_names_that_are_not_utf8_are_stored_and_round_trip(tmp_path: Path, db_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    raw = b"caf\xe9 \xff\xfe.png"  # Latin-1 bytes, as an old SMB share or a zip might give
+    try:
+        (inbox / os.fsdecode(raw)).touch()
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    (name,) = os.listdir(inbox)  # noqa: PTH208 - exactly what the watcher is handed
+    assert name == os.fsdecode(raw) and "\udce9" in name  # a str holding surrogateescape'd bytes
+    with Journal(db_path) as journal:
+        entry = journal.start(SHA, name, 10, 7)
+        assert entry.name == name
+        assert journal.find_open(SHA, name, 7) == entry
+        assert journal.find_open(SHA, "caf\xe9 \xff\xfe.png", 7) is None, "other text, other name"
+        journal.set_link_file(entry.id, tmp_path / "Links" / f"{name}.webloc")
+        journal.record_attempt(entry.id, f"{name}: HTTP 503", counts=True)
+        journal.record_upload(entry.id, "imgur", "x", "https://i.imgur.com/x.png", "d")
+        journal.set_archived_to(entry.id, tmp_path / "Done" / name)
+        journal.finish(entry.id)
+        journal.fail(None, name + "2", 5, None, f"{name}2 is not an image")
+        assert [e.id for e in journal.find_ref(name)] == [entry.id]
+    with Journal(db_path) as reopened:
+        done = _get(reopened, entry.id)
+        assert done.name == name
+        assert done.link_file == str(tmp_path / "Links" / f"{name}.webloc")
+        assert done.archived_to == str(tmp_path / "Done" / name)
+        assert os.fsencode(done.name) == raw, "the very bytes the file system gave"
+        assert reopened.history()[0].error == f"{name}2 is not an image"
+    # Stored as the file system's own bytes (BLOBs), not as some lossy text.
+    conn = sqlite3.connect(db_path)
+    try:
+        rows = conn.execute("SELECT name FROM upload ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert [value for (value,) in rows] == [raw, raw.replace(b".png", b".png2")]
+
+
+def test_utf8_names_stay_text_and_lone_surrogates_do_not_raise(
+    journal: Journal, db_path: Path
+) -> None:
+    entry = journal.start(SHA, "Screenshot 4.42.48\u202fPM.png", 10, 1)
+    # A hostile host's JSON may carry a lone surrogate ("\\ud800") that no file system gave.
+    recorded = journal.record_upload(entry.id, "imgur", "x\ud800", "https://h/x\ud800", None)
+    assert recorded.imgur_id is not None and recorded.imgur_id.startswith("x")
+    assert journal.find_open(SHA, "Screenshot 4.42.48\u202fPM.png", 1) is not None
+    assert _pragma(db_path, "user_version") == len(MIGRATIONS)
+    conn = sqlite3.connect(db_path)
+    try:
+        assert conn.execute("SELECT typeof(name) FROM upload").fetchone()[0] == "text"
+    finally:
+        conn.close()
+
+
+# --- defect 15: a journal that cannot be used is one plain line, not a traceback -----------------
+
+
+def _one_line(err: JournalError, path: Path) -> str:
+    message = str(err)
+    assert "\n" not in message and str(path) in message and "journal:" in message, message
+    return message
+
+
+def test_a_journal_from_a_newer_imgdrop_is_refused_untouched(db_path: Path) -> None:
+    with Journal(db_path) as journal:
+        journal.start(SHA, "a.png", 10, None)
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version = 7")
+    conn.close()
+    with pytest.raises(JournalError) as caught:
+        Journal(db_path)
+    message = _one_line(caught.value, db_path)
+    assert "newer imgdrop" in message
+    assert f"schema 7; this one knows {len(MIGRATIONS)}" in message
+    assert "upgrade imgdrop" in message
+    assert _pragma(db_path, "user_version") == 7, "left as the newer imgdrop wrote it"
+    assert not list(db_path.parent.glob("*.corrupt-*")), "a newer journal is not corrupt"
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder an unprivileged user can reach (pytest's tmp_path is private to root)."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to an unprivileged user needs root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' to run as")
+    where = Path(tempfile.mkdtemp(prefix="imgdrop-journal-"))
+    where.chmod(0o755)
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def _as_nobody(action: Callable[[], object]) -> str:
+    """Run `action` in a forked child as user nobody; return "ok" or "<Error>: <message>".
+
+    A fork rather than `subprocess(user=...)`: the interpreter lives under /root, which nobody
+    cannot execute, while a forked child already has everything loaded.
+    """
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        outcome = "child crashed"
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            action()
+            outcome = "ok"
+        except BaseException as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        finally:
+            with contextlib.suppress(BaseException):
+                os.write(write_end, outcome.encode("utf-8", "replace"))
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return result
+
+
+def _open_and_write(path: Path) -> Callable[[], object]:
+    def action() -> None:
+        with Journal(path) as journal:
+            journal.start(SHA, "a.png", 10, None)
+
+    return action
+
+
+def _give(path: Path, user: str, mode: int) -> None:
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    path.chmod(mode)
+
+
+def _journal_for_nobody(shared_dir: Path) -> Path:
+    """A working journal owned by nobody in a folder owned by nobody."""
+    folder = shared_dir / "data"
+    path = folder / "history.sqlite3"
+    with Journal(path) as journal:
+        journal.start(OTHER_SHA, "old.png", 10, None)
+    for file in [folder, *folder.iterdir()]:
+        _give(file, "nobody", 0o700 if file.is_dir() else 0o600)
+    return path
+
+
+def test_nobody_can_use_their_own_journal(shared_dir: Path) -> None:
+    path = _journal_for_nobody(shared_dir)
+    assert _as_nobody(_open_and_write(path)) == "ok"
+
+
+def test_a_read_only_journal_is_one_line_with_the_fix(shared_dir: Path) -> None:
+    path = _journal_for_nobody(shared_dir)
+    path.chmod(0o400)
+    outcome = _as_nobody(_open_and_write(path))
+    assert outcome.startswith("JournalError: "), outcome
+    assert f"the journal {path} is read-only: `chmod u+rw {path}`" in outcome
+    assert "journal:" in outcome and "\n" not in outcome
+
+
+def test_a_read_only_folder_is_one_line_with_the_fix(shared_dir: Path) -> None:
+    path = _journal_for_nobody(shared_dir)
+    path.parent.chmod(0o500)
+    outcome = _as_nobody(_open_and_write(path))
+    assert outcome.startswith("JournalError: "), outcome
+    assert f"cannot write the journal's folder {path.parent}" in outcome
+    assert f"chmod u+rwx {path.parent}" in outcome
+
+
+def test_a_journal_owned_by_someone_else_is_one_line_with_the_fix(shared_dir: Path) -> None:
+    """What one `sudo imgdrop run` leaves behind: root's -wal and -shm beside the user's file,
+    even world-writable; before, chmod's EPERM surfaced as a macOS privacy hint."""
+    path = _journal_for_nobody(shared_dir)
+    for suffix in ("-wal", "-shm"):
+        companion = Path(f"{path}{suffix}")
+        companion.touch()
+        _give(companion, "root", 0o666)
+    outcome = _as_nobody(_open_and_write(path))
+    assert outcome.startswith("JournalError: "), outcome
+    assert f"the journal {path}-wal belongs to root, not to you (nobody)" in outcome
+    assert f"sudo chown nobody {path}-wal" in outcome
+
+
+def test_a_folder_that_cannot_be_created_is_one_line(shared_dir: Path) -> None:
+    locked = shared_dir / "locked"
+    locked.mkdir(mode=0o755)  # root's, so nobody cannot create anything inside
+    path = locked / "data" / "history.sqlite3"
+    outcome = _as_nobody(_open_and_write(path))
+    assert outcome.startswith("JournalError: "), outcome
+    assert f"cannot create the journal's folder {path.parent}" in outcome
+
+
+# --- macOS durability ------------------------------------------------------------------------
+
+
+def _fullfsync(journal: Journal) -> int:
+    # The pragma is per connection: only the journal's own connection can tell.
+    return int(journal._conn.execute("PRAGMA fullfsync").fetchone()[0])
+
+
+def test_fullfsync_is_on_for_macos_and_off_elsewhere(db_path: Path) -> None:
+    with Journal(db_path, darwin=True) as mac:
+        assert _fullfsync(mac) == 1
+        mac.start(SHA, "a.png", 10, None)  # commits still work with it on
+    with Journal(db_path, darwin=False) as linux:
+        assert _fullfsync(linux) == 0
+
+
+def test_the_default_follows_the_platform(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert journal_module.is_darwin()
+    with Journal(db_path) as journal:
+        assert _fullfsync(journal) == 1
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert not journal_module.is_darwin()
+    with Journal(db_path) as journal:
+        assert _fullfsync(journal) == 0

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +48,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 # Long enough to wait out another process's write or migration, short enough to surface a hang.
 _BUSY_TIMEOUT_SECONDS = 10.0
 
+# The files SQLite keeps for one database: all must be ours and writable.
+_COMPANIONS = ("", "-wal", "-shm")
+
+_FIX = "or set `journal:` in the config to another file"
+
+
+class JournalError(Exception):
+    """The journal cannot be used as it is; the message is one plain line naming file and fix."""
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -74,9 +85,40 @@ class Entry:
 _SELECT = f"SELECT {', '.join(f.name for f in fields(Entry))} FROM upload"  # noqa: S608 - column names
 
 
+def _to_sql(value: object) -> object:
+    """Return `value` as SQLite can store it: a str that is not valid UTF-8 becomes its bytes.
+
+    Names come from os.listdir, so a file named with invalid UTF-8 is a str holding
+    surrogateescape'd bytes, which sqlite3 refuses to encode. Stored as a BLOB of the original
+    bytes, it compares equal to the same name bound the same way, and reads back as the same str.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        try:
+            return value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate not from a file name (e.g. parsed JSON)
+            return value.encode("utf-8", "surrogatepass")
+    return value
+
+
+def _bind(params: tuple[object, ...]) -> tuple[object, ...]:
+    """Return `params` ready to bind (see _to_sql)."""
+    return tuple(_to_sql(p) for p in params)
+
+
+def _from_sql(value: object) -> object:
+    """Return a column value as Python sees it: BLOBs written by _to_sql become str again."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
 def _entry(row: Any) -> Entry:
     """Return the Entry for a row selected with _SELECT (reused is stored as 0/1)."""
-    values: dict[str, Any] = {f.name: value for f, value in zip(fields(Entry), row, strict=True)}
+    values: dict[str, Any] = {
+        f.name: _from_sql(value) for f, value in zip(fields(Entry), row, strict=True)
+    }
     values["reused"] = bool(values["reused"])
     return Entry(**values)
 
@@ -88,31 +130,110 @@ def _make_private(path: Path) -> None:
             Path(f"{path}{suffix}").chmod(0o600)
 
 
-def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+def _is_corrupt(exc: BaseException) -> bool:
     """Return True for "not a database" / "malformed": subclasses mean busy, I/O, permissions."""
     return type(exc) is sqlite3.DatabaseError
+
+
+def is_darwin() -> bool:
+    """Return True on macOS, where only F_FULLFSYNC gets a commit past the drive's cache."""
+    return sys.platform == "darwin"
+
+
+def _can(path: Path, mode: int) -> bool:
+    """Return True when this process (its effective ids, as SQLite will be) may use `path`."""
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _owner(uid: int) -> str:
+    """Return the user name for `uid` (or the number when it has none)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _access_problem(path: Path) -> str | None:
+    """Return why this user cannot use the journal files at `path` (one line with the fix)."""
+    me = os.geteuid()
+    for suffix in _COMPANIONS:
+        file = Path(f"{path}{suffix}")
+        try:
+            st = file.stat()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return f"cannot reach the journal {file} ({exc.strerror}): fix its folder {_FIX}."
+        # Typically left by one `sudo imgdrop`: SQLite would open it read-only, or chmod would
+        # fail with EPERM, which reads like a macOS privacy refusal.
+        if me not in (0, st.st_uid):  # root may use anyone's file
+            return (
+                f"the journal {file} belongs to {_owner(st.st_uid)}, not to you "
+                f"({_owner(me)}): `sudo chown {_owner(me)} {file}` {_FIX}."
+            )
+        if not _can(file, os.R_OK | os.W_OK):
+            return f"the journal {file} is read-only: `chmod u+rw {file}` {_FIX}."
+    folder = path.parent
+    if not _can(folder, os.W_OK | os.X_OK):
+        # SQLite creates -wal/-shm (or -journal) beside the file at every write.
+        return f"cannot write the journal's folder {folder}: `chmod u+rwx {folder}` {_FIX}."
+    return None
+
+
+def _explain(path: Path, exc: BaseException) -> str:
+    """Return the one-line JournalError message for an open failure that is not corruption."""
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return f"the journal {path} is locked by another program: close it and retry, {_FIX}."
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"cannot open the journal {path} ({reason}): check the file and its folder, {_FIX}."
 
 
 class Journal:
     """Thread-safe upload history; each method is one short transaction."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        darwin: bool | None = None,
+        busy_timeout: float = _BUSY_TIMEOUT_SECONDS,
+    ) -> None:
+        """Open (creating or migrating) the journal; raises JournalError when it cannot be used.
+
+        `darwin` (default: running on macOS) turns on F_FULLFSYNC commits.
+        """
         self.path = path
+        self._darwin = is_darwin() if darwin is None else darwin
+        self._busy_timeout = busy_timeout
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = self._open()
-        except sqlite3.DatabaseError as exc:
-            if not _is_corrupt(exc):
-                raise
-            # Keep the bad file for inspection, but never crash-loop on it: start afresh.
-            aside = Path(f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(f"{path}{suffix}")
-                if src.exists():
-                    src.rename(f"{aside}{suffix}")
-            log.warning("journal %s is unreadable (%s); moved it to %s", path, exc, aside)
-            self._conn = self._open()
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(
+                f"cannot create the journal's folder {path.parent} ({exc.strerror}): {_FIX}."
+            ) from exc
+        problem = _access_problem(path)
+        if problem is not None:
+            raise JournalError(problem)
+        try:
+            try:
+                self._conn = self._open()
+            except sqlite3.DatabaseError as exc:
+                if not _is_corrupt(exc):
+                    raise
+                self._move_aside(exc)
+                self._conn = self._open()
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(_explain(path, exc)) from exc
+
+    def _move_aside(self, exc: BaseException) -> None:
+        """Rename a corrupt journal to <journal>.corrupt-<time>: kept to inspect, no crash loop."""
+        aside = Path(f"{self.path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in _COMPANIONS:
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                src.rename(f"{aside}{suffix}")
+        log.warning("journal %s is unreadable (%s); moved it to %s", self.path, exc, aside)
 
     def _open(self) -> sqlite3.Connection:
         """Return a migrated connection; raises sqlite3.DatabaseError when the file is bad."""
@@ -123,19 +244,24 @@ class Journal:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so DDL is transactional too.
         conn = sqlite3.connect(
             self.path,
-            timeout=_BUSY_TIMEOUT_SECONDS,
+            timeout=self._busy_timeout,
             isolation_level=None,
             check_same_thread=False,
         )
         try:
             if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("database disk image is malformed")
+            self._check_version(conn)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 log.warning("journal %s: WAL unavailable, using %s mode", self.path, mode)
             # FULL: every commit is on disk before we write the link file or file the original,
             # so a power cut never keeps those but loses the upload and its deletehash.
             conn.execute("PRAGMA synchronous=FULL")
+            if self._darwin:
+                # macOS fsync() leaves the data in the drive's cache: only F_FULLFSYNC makes the
+                # commit survive a power cut (it also covers WAL checkpoints).
+                conn.execute("PRAGMA fullfsync=ON")
             self._migrate(conn)
             _make_private(self.path)
         except BaseException:
@@ -143,26 +269,31 @@ class Journal:
             raise
         return conn
 
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        """Raise JournalError for a journal written by a newer imgdrop (before touching it)."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise JournalError(
+                f"the journal {self.path} is from a newer imgdrop (schema {version}; this one "
+                f"knows {len(MIGRATIONS)}): upgrade imgdrop {_FIX}."
+            )
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Apply the migrations this file lacks; raises RuntimeError for a newer schema."""
+        """Apply the migrations this file lacks; raises JournalError for a newer schema."""
         if conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
             return
         # IMMEDIATE takes the write lock before re-reading, so two processes never both migrate.
         conn.execute("BEGIN IMMEDIATE")
         try:
+            self._check_version(conn)  # another process may have upgraded it meanwhile
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise RuntimeError(
-                    f"{self.path} has schema version {version}, newer than this imgdrop knows; "
-                    "upgrade imgdrop"
-                )
             for statements in MIGRATIONS[version:]:
                 for sql in statements:
                     conn.execute(sql)
             conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def close(self) -> None:
@@ -180,36 +311,47 @@ class Journal:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """Yield the connection inside a write transaction, committed on success."""
+        """Yield the connection inside a write transaction, committed on success.
+
+        Any failure, the COMMIT's included, rolls back before it propagates, so the next write
+        starts clean: a COMMIT refused with SQLITE_BUSY leaves SQLite's transaction open, and
+        every later BEGIN would fail with "cannot start a transaction within a transaction".
+        """
         with self._lock:
+            _rollback(self._conn)  # only if an earlier ROLLBACK itself failed
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                _rollback(self._conn)
                 raise
-            self._conn.execute("COMMIT")
 
-    def _one(self, where: str, params: tuple[object, ...]) -> Entry | None:
-        """Return the newest entry matching `where`, or None."""
+    def _many(self, where: str, params: tuple[object, ...] = ()) -> list[Entry]:
+        """Return the entries matching `where` (which may end in ORDER BY / LIMIT)."""
         with self._lock:
-            sql = f"{_SELECT} WHERE {where} ORDER BY id DESC LIMIT 1"
-            row = self._conn.execute(sql, params).fetchone()
-        return None if row is None else _entry(row)
+            rows = self._conn.execute(f"{_SELECT} WHERE {where}", _bind(params)).fetchall()
+        return [_entry(row) for row in rows]
+
+    def _one(self, where: str, params: tuple[object, ...], order: str = "id DESC") -> Entry | None:
+        """Return the first entry matching `where` in `order` (default: the newest), or None."""
+        found = self._many(f"{where} ORDER BY {order} LIMIT 1", params)
+        return found[0] if found else None
 
     def _insert(self, columns: str, params: tuple[object, ...]) -> Entry:
         """Insert one row and return it."""
         # `columns` is always a literal from this class, never input.
         marks = ", ".join("?" * len(params))
         with self._write() as conn:
-            cur = conn.execute(f"INSERT INTO upload ({columns}) VALUES ({marks})", params)  # noqa: S608
+            sql = f"INSERT INTO upload ({columns}) VALUES ({marks})"  # noqa: S608
+            cur = conn.execute(sql, _bind(params))
             return _entry(conn.execute(f"{_SELECT} WHERE id = ?", (cur.lastrowid,)).fetchone())
 
     def _update(self, entry_id: int, assignments: str, params: tuple[object, ...] = ()) -> Entry:
         """Update one row and return it; raises KeyError when there is no such entry."""
         with self._write() as conn:
             sql = f"UPDATE upload SET {assignments} WHERE id = ?"  # noqa: S608 - fixed clauses
-            if conn.execute(sql, (*params, entry_id)).rowcount == 0:
+            if conn.execute(sql, _bind((*params, entry_id))).rowcount == 0:
                 raise KeyError(f"no journal entry {entry_id}")
             return _entry(conn.execute(f"{_SELECT} WHERE id = ?", (entry_id,)).fetchone())
 
@@ -269,8 +411,12 @@ class Journal:
         self._update(entry_id, "archived_to = ?", (str(path),))
 
     def finish(self, entry_id: int) -> None:
-        """Mark the entry done."""
-        self._update(entry_id, "state = 'done', finished_at = ?", (time.time(),))
+        """Mark the entry done (a row deleted meanwhile stays deleted: its link is gone)."""
+        self._update(
+            entry_id,
+            "state = CASE state WHEN 'deleted' THEN state ELSE 'done' END, finished_at = ?",
+            (time.time(),),
+        )
 
     def fail(
         self, entry_id: int | None, name: str, size: int, sha256: str | None, error: str
@@ -285,23 +431,66 @@ class Journal:
         else:
             self._update(entry_id, "state = 'failed', error = ?, finished_at = ?", (error, now))
 
-    def mark_deleted(self, entry_id: int) -> None:
-        """Mark the upload as deleted from Imgur, so its link is never reused."""
-        self._update(entry_id, "state = 'deleted'")
+    def mark_deleted(self, entry_id: int) -> int:
+        """Mark the entry's upload deleted, so its link is never reused; return the rows marked.
+
+        Copies that reused the same link (same host) are marked too: the upload is gone for all.
+        Raises KeyError when there is no such entry.
+        """
+        with self._write() as conn:
+            row = conn.execute("SELECT host, link FROM upload WHERE id = ?", (entry_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no journal entry {entry_id}")
+            conn.execute("UPDATE upload SET state = 'deleted' WHERE id = ?", (entry_id,))
+            copies = conn.execute(
+                "UPDATE upload SET state = 'deleted' WHERE host = ? AND link = ? AND id != ?"
+                " AND state IN ('uploaded', 'done')",
+                (*row, entry_id),
+            ).rowcount
+        return 1 + copies
 
     def unfinished(self) -> list[Entry]:
         """Return the entries uploaded but not yet done (state 'uploaded'), oldest first."""
-        with self._lock:
-            rows = self._conn.execute(f"{_SELECT} WHERE state = 'uploaded' ORDER BY id").fetchall()
-        return [_entry(row) for row in rows]
+        return self._many("state = 'uploaded' ORDER BY id")
 
-    def history(self, limit: int | None = None) -> list[Entry]:
-        """Return entries newest first, at most `limit` of them."""
+    def history(self, limit: int | None = None, since: float | None = None) -> list[Entry]:
+        """Return entries newest first: at most `limit`, uploaded (or made) at or after `since`."""
+        cap = -1 if limit is None else limit
+        if since is None:
+            return self._many("1 ORDER BY id DESC LIMIT ?", (cap,))
+        return self._many(
+            "COALESCE(uploaded_at, created_at) >= ? ORDER BY id DESC LIMIT ?", (since, cap)
+        )
+
+    def last_upload(self) -> Entry | None:
+        """Return the most recently uploaded (or reused) entry in any state, or None."""
+        return self._one("uploaded_at IS NOT NULL", (), order="uploaded_at DESC, id DESC")
+
+    def find_ref(self, ref: str) -> list[Entry]:
+        """Return the uploaded entries `ref` names, newest first ([] when none).
+
+        `last`: the last upload. Else the host's id or the link: every row holding that upload
+        (copies included). Else an original file name: its newest upload. Deleted rows count,
+        so a second delete can say it was done already.
+        """
+        if ref == "last":
+            last = self.last_upload()
+            return [] if last is None else [last]
+        rows = self._many(
+            "link IS NOT NULL AND (imgur_id = ? OR link = ?) ORDER BY id DESC", (ref, ref)
+        )
+        if rows:
+            return rows
+        named = self._one("link IS NOT NULL AND name = ?", (ref,))
+        return [] if named is None else [named]
+
+    def uploads_since(self, epoch: float) -> int:
+        """Return how many files went to a host at or after `epoch` (reused links not counted)."""
         with self._lock:
-            rows = self._conn.execute(
-                f"{_SELECT} ORDER BY id DESC LIMIT ?", (-1 if limit is None else limit,)
-            ).fetchall()
-        return [_entry(row) for row in rows]
+            row = self._conn.execute(
+                "SELECT count(*) FROM upload WHERE uploaded_at >= ? AND reused = 0", (epoch,)
+            ).fetchone()
+        return int(row[0])
 
     def get_meta(self, key: str) -> str | None:
         """Return the stored value for `key`, or None."""
@@ -313,3 +502,14 @@ class Journal:
         """Store `value` under `key` (small state such as rate limits)."""
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End the open transaction, if any, keeping the error that brought us here.
+
+    SQLite rolls back by itself after some failures (disk full, I/O error), so ROLLBACK may
+    have nothing to do; after others (SQLITE_BUSY on COMMIT) the transaction is still open.
+    """
+    with contextlib.suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
