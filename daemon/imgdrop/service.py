@@ -1,8 +1,8 @@
-"""Service files: render the LaunchAgent plist or systemd user unit, and install them.
+"""Service files: render the LaunchAgent plist or systemd user unit; validate before install.
 
-Rendering is pure (data in, bytes out); `run_service` does the side effects of
-`imgdrop service ...`. launchd/io.github.imgdrop.plist is render_plist() of the example
-inputs named in tests/test_service.py, and a test keeps the two identical.
+Rendering is pure (data in, bytes out); `imgdrop.managers` talks to launchctl/systemctl.
+launchd/io.github.imgdrop.plist is render_plist() of the example inputs named in
+tests/test_service.py, and a test keeps the two identical.
 """
 
 from __future__ import annotations
@@ -10,77 +10,91 @@ from __future__ import annotations
 import os
 import platform
 import plistlib
-import shlex
 import shutil
-import subprocess
 import sys
-import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
 
-from imgdrop import config
+from imgdrop import config, macos, managers
 from imgdrop.exitcodes import Exit
 
-LABEL = "io.github.imgdrop"
-UNIT_NAME = "imgdrop.service"
+LABEL = managers.LABEL
+UNIT_NAME = managers.UNIT_NAME
+plist_path = managers.plist_path
+unit_path = managers.unit_path
 ACTIONS = ("print", "install", "uninstall", "status")
 MANAGERS = ("launchd", "systemd")
 TOOLS = {"launchd": "launchctl", "systemd": "systemctl"}
-COMMAND_TIMEOUT = 30
+THROTTLE_INTERVAL = 10  # launchd's minimum seconds between starts
+# launchd SIGKILLs 5 s after SIGTERM by default, which KeepAlive counts as a crash. The daemon
+# gives uploads STOP_GRACE (10 s) after SIGTERM; this leaves a wide margin on top.
+EXIT_TIMEOUT = 30
 # launchd starts jobs with only /usr/bin:/bin:/usr/sbin:/sbin; Homebrew's tools live elsewhere.
 SANE_PATH = {
     "launchd": "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
     "systemd": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 }
-_MISSING_HINT = {  # keyed by the TOOLS values
-    "launchctl": "the launchd manager works on macOS only (use --manager systemd on Linux)",
-    "systemctl": "the systemd manager needs a Linux with systemd (use --manager launchd on macOS)",
-}
+# The service manager does not pass the shell's XDG_* on: without them platformdirs would pick
+# another journal and lock than the CLI does (Linux). Absolute values only, as XDG says.
+XDG_VARS = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
+PRIVACY_OVERRIDE = "IMGDROP_PRIVACY_GRANTED"  # set to 1 once the grant has been made
 
 _UNIT_TEMPLATE = """\
 [Unit]
-Description=imgdrop: upload images dropped into a folder to Imgur
+Description=imgdrop: upload images dropped into a folder and leave a link file
 
 [Service]
 Type=simple
 ExecStart={exec_start}
 # Like launchd's KeepAlive {{SuccessfulExit: false}}: a clean exit (after SIGTERM) stays down.
 Restart=on-failure
-RestartSec=10
-Environment={environment}
+RestartSec={throttle}
+TimeoutStopSec={timeout}
+{environment}
 
 [Install]
 WantedBy=default.target
 """
 
 
-class ServiceError(Exception):
-    """A service manager command that could not run or failed; str(e) is the message."""
+def arguments(program: list[str], config_file: Path) -> list[str]:
+    """Return the service's command line: --config (a global option) goes before `run`."""
+    return [*program, "--config", str(config_file), "run", "--service"]
 
 
-def _arguments(program: list[str], config_file: Path | None) -> list[str]:
-    # --config is a global option: it goes before the command.
-    options = ["--config", str(config_file)] if config_file is not None else []
-    return [*program, *options, "run"]
+def service_environment(path_env: str, env: Mapping[str, str]) -> dict[str, str]:
+    """Return the variables the service gets: a sane PATH and the installer's XDG_* dirs."""
+    out = {"PATH": path_env}
+    out.update({k: env[k] for k in XDG_VARS if k in env and Path(env[k]).is_absolute()})
+    return out
 
 
 def render_plist(
-    program: list[str], config_file: Path | None, log_dir: Path, path_env: str
+    program: list[str],
+    config_file: Path,
+    log_dir: Path,
+    environment: dict[str, str],
+    label: str = LABEL,
 ) -> bytes:
-    """Return the LaunchAgent plist (XML) that runs `program run`; config_file None: default."""
-    log_file = str(log_dir / "imgdrop.log")
+    """Return the LaunchAgent plist (XML) that runs `program ... run --service`."""
+    # The daemon writes and rotates imgdrop.log itself; launchd's own file catches only what
+    # escapes logging (a crash before it is set up), so it must not be the rotated file.
+    escaped = str(log_dir / "imgdrop.out.log")
     job = {
-        "Label": LABEL,
-        "ProgramArguments": _arguments(program, config_file),
+        "Label": label,
+        "ProgramArguments": arguments(program, config_file),
         "RunAtLoad": True,
         # exit 0 (SIGTERM, `launchctl stop`) stays stopped; a crash is restarted
         "KeepAlive": {"SuccessfulExit": False},
-        "ThrottleInterval": 10,
+        "ThrottleInterval": THROTTLE_INTERVAL,
+        "ExitTimeOut": EXIT_TIMEOUT,
         "ProcessType": "Background",
-        "StandardOutPath": log_file,
-        "StandardErrorPath": log_file,
-        "EnvironmentVariables": {"PATH": path_env},
+        "StandardOutPath": escaped,
+        "StandardErrorPath": escaped,
+        "EnvironmentVariables": environment,
     }
     return plistlib.dumps(job)
 
@@ -96,11 +110,16 @@ def systemd_word(word: str, expand_variables: bool = True) -> str:
     return f'"{escaped}"'
 
 
-def render_unit(program: list[str], config_file: Path | None, path_env: str) -> str:
-    """Return the systemd user unit that runs `program run`; config_file None: default."""
+def render_unit(program: list[str], config_file: Path, environment: dict[str, str]) -> str:
+    """Return the systemd user unit that runs `program ... run --service`."""
     return _UNIT_TEMPLATE.format(
-        exec_start=" ".join(systemd_word(arg) for arg in _arguments(program, config_file)),
-        environment=systemd_word(f"PATH={path_env}", expand_variables=False),
+        exec_start=" ".join(systemd_word(arg) for arg in arguments(program, config_file)),
+        throttle=THROTTLE_INTERVAL,
+        timeout=EXIT_TIMEOUT,
+        environment="\n".join(
+            "Environment=" + systemd_word(f"{k}={v}", expand_variables=False)
+            for k, v in environment.items()
+        ),
     )
 
 
@@ -119,157 +138,89 @@ def default_manager() -> str:
     return "launchd" if platform.system() == "Darwin" else "systemd"
 
 
-def plist_path() -> Path:
-    """Return where the LaunchAgent plist is installed."""
-    return Path.home() / "Library" / "LaunchAgents" / f"{LABEL}.plist"
-
-
-def unit_path() -> Path:
-    """Return where the systemd user unit is installed ($XDG_CONFIG_HOME/systemd/user)."""
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME", ""))
-    base = xdg if xdg.is_absolute() else Path.home() / ".config"  # XDG: ignore a relative one
-    return base / "systemd" / "user" / UNIT_NAME
-
-
 def log_dir() -> Path:
-    """Return the folder launchd writes the daemon's log into."""
+    """Return the folder the service's logs go into."""
     return Path(platformdirs.user_log_dir(config.APP))
 
 
-def _config_option(config_file: Path, config_given: bool) -> Path | None:
-    # The job does not inherit IMGDROP_CONFIG, so any non-default file is named explicitly.
-    default = Path(platformdirs.user_config_dir(config.APP)) / "config.yaml"
-    if config_given or config_file.absolute() != default:
-        return config_file.absolute()
-    return None
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`, mode 0644; raise OSError."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextmanager
+def _without(var: str) -> Iterator[None]:
+    saved = os.environ.pop(var, None)
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # launchd refuses a plist that others can write
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield
+    finally:
+        if saved is not None:
+            os.environ[var] = saved
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    """Return the finished `cmd`, whatever its exit status; raise ServiceError if it cannot run."""
+def refusal(config_file: Path, manager: str, program: list[str]) -> str | None:
+    """Return why the service could not run this config (with the fix), or None when it can."""
+    env_id = config.ENV_OVERRIDES["client_id"]
     try:
-        return subprocess.run(
-            cmd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
-        )
-    except FileNotFoundError:
-        raise _missing(cmd[0]) from None
-    except subprocess.TimeoutExpired:
-        raise ServiceError(f"`{shlex.join(cmd)}` did not finish in {COMMAND_TIMEOUT} s") from None
+        with _without(env_id):  # the service will not inherit this shell's environment
+            settings = config.load(config_file)
+    except config.ConfigError as err:
+        return f"the service could not start with this config: {err}"
+    if "imgur" in getattr(settings, "hosts", ("imgur",)) and not settings.client_id:
+        if os.environ.get(env_id):
+            return (
+                f"the Client ID is set only in the environment ({env_id}); the service does "
+                f"not see it. Put it in the file: client_id: <your id> in {config_file} "
+                f'(or: imgdrop --config {config_file} init --force --client-id "${env_id}")'
+            )
+        return f"{config_file}: client_id is not set\n{config.client_id_help(config_file)}"
+    if manager != "launchd" or os.environ.get(PRIVACY_OVERRIDE) == "1":
+        return None
+    places = [
+        ("inbox", settings.inbox),
+        ("outbox", settings.outbox),
+        ("done", settings.done),
+        ("failed", settings.failed),
+        ("journal", settings.journal.parent),
+        ("config", config_file.parent),
+        ("program", Path(program[0]).parent),
+    ]
+    blocked = [(key, path) for key, path in places if macos.privacy_protected(path)]
+    if not blocked:
+        return None
+    names = ", ".join(f"{key} {path}" for key, path in blocked)
+    return (
+        f"macOS privacy would block the service from {names}. Either use a folder under "
+        f"~/Pictures, or grant access: {macos.grant_hint(blocked[0][1])}; then run again "
+        f"with {PRIVACY_OVERRIDE}=1"
+    )
 
 
-def _missing(tool: str) -> ServiceError:
-    """Return the error for a service manager tool that is not installed."""
-    return ServiceError(f"{tool} not found: {_MISSING_HINT[tool]}")
-
-
-def _check(cmd: list[str]) -> None:
-    """Run `cmd`; raise ServiceError with its own message when it fails."""
-    done = _run(cmd)
-    if done.returncode != 0:
-        said = (done.stderr or done.stdout).strip() or "no message"
-        raise ServiceError(f"`{shlex.join(cmd)}` failed (exit {done.returncode}): {said}")
-
-
-def _launchd(action: str, data: bytes) -> Exit:
-    """Install, uninstall or query the LaunchAgent."""
-    path, domain = plist_path(), f"gui/{os.getuid()}"
-    target = f"{domain}/{LABEL}"
-    if action == "install":
-        _run(["launchctl", "bootout", target])  # fails when not loaded: fine
-        log_dir().mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, data)
-        _check(["launchctl", "bootstrap", domain, str(path)])
-        print(f"installed {path} and started it; stop with: launchctl stop {LABEL}")
-        print(f"start again with: launchctl start {LABEL}; log: {log_dir() / 'imgdrop.log'}")
-        return Exit.OK
-    if action == "uninstall":
-        loaded = _run(["launchctl", "bootout", target]).returncode == 0
-        return _removed(path, loaded, LABEL)
-    shown = _run(["launchctl", "print", target])
-    if shown.returncode != 0:
-        print(f"{LABEL} is not loaded (install it with: imgdrop service install)")
-        return Exit.NOT_RUNNING
-    print(f"{LABEL} is loaded: {_launchd_details(shown.stdout)}")
-    return Exit.OK
-
-
-def _launchd_details(output: str) -> str:
-    """Return the job's state, pid and last exit code from `launchctl print` output."""
-    found: dict[str, str] = {}
-    for line in output.splitlines():
-        key, sep, value = line.strip().partition(" = ")
-        # nested sections repeat "state"; the job's own lines come first
-        if sep and key in ("state", "pid", "last exit code") and key not in found:
-            found[key] = value
-    return ", ".join(f"{key} = {value}" for key, value in found.items()) or "no details"
-
-
-def _systemd(action: str, data: bytes) -> Exit:
-    """Install, uninstall or query the systemd user unit."""
-    path, systemctl = unit_path(), ["systemctl", "--user"]
-    if action == "install":
-        _write_atomically(path, data)
-        _check([*systemctl, "daemon-reload"])
-        _check([*systemctl, "enable", "--now", UNIT_NAME])
-        print(f"installed {path} and started it; stop with: systemctl --user stop {UNIT_NAME}")
-        print(f"log: journalctl --user -u {UNIT_NAME}")
-        return Exit.OK
-    if action == "uninstall":
-        stopped = _run([*systemctl, "disable", "--now", UNIT_NAME]).returncode == 0
-        result = _removed(path, stopped, UNIT_NAME)
-        _check([*systemctl, "daemon-reload"])  # forget the removed unit
-        return result
-    state = _run([*systemctl, "is-active", UNIT_NAME]).stdout.strip()
-    if state == "active":
-        print(f"{UNIT_NAME} is active (running)")
-        return Exit.OK
-    print(f"{UNIT_NAME} is {state or 'not active'} (not running)")
-    return Exit.NOT_RUNNING
-
-
-def _removed(path: Path, stopped: bool, name: str) -> Exit:
-    """Remove the service file `path` and say what uninstall did."""
-    if not path.exists() and not stopped:
-        print(f"nothing to uninstall: {path} does not exist and {name} is not loaded")
-        return Exit.OK
-    path.unlink(missing_ok=True)
-    done = f"stopped {name} and removed {path}"
-    print(done if stopped else f"removed {path} (it was not loaded)")
-    return Exit.OK
+def render(manager: str, config_file: Path, label: str = LABEL) -> bytes:
+    """Return the service file for `manager` running this imgdrop with `config_file`."""
+    program = program_path()
+    env = service_environment(SANE_PATH[manager], os.environ)
+    if manager == "launchd":
+        return render_plist(program, config_file, log_dir(), env, label)
+    return render_unit(program, config_file, env).encode()
 
 
 def run_service(action: str, manager: str | None, config_file: Path, config_given: bool) -> int:
-    """Do `imgdrop service ACTION`; return 0, 1 on failure, or 3 when `status` finds it stopped."""
+    """Do `imgdrop service ACTION`; return 0, 1 on failure, 3 when stopped, 78 when refused."""
     if action not in ACTIONS or manager not in (*MANAGERS, None):
         raise ValueError(f"unknown service action {action!r} or manager {manager!r}")
     manager = manager or default_manager()
-    program, option = program_path(), _config_option(config_file, config_given)
-    if manager == "launchd":
-        data = render_plist(program, option, log_dir(), SANE_PATH[manager])
-    else:
-        data = render_unit(program, option, SANE_PATH[manager]).encode()
+    # Always named: the job inherits neither IMGDROP_CONFIG nor the shell's working directory.
+    config_file = config_file.absolute()
+    data = render(manager, config_file)
     if action == "print":
         sys.stdout.write(data.decode())
         return Exit.OK
+    if shutil.which(TOOLS[manager]) is None:  # before touching any file
+        print(f"imgdrop: {managers.missing(TOOLS[manager])}", file=sys.stderr)
+        return Exit.FAILURE
+    if action == "install" and (why := refusal(config_file, manager, program_path())):
+        print(f"imgdrop: not installing the service: {why}", file=sys.stderr)
+        return Exit.CONFIG
     try:
-        if shutil.which(TOOLS[manager]) is None:  # before touching any file
-            raise _missing(TOOLS[manager])
-        return (_launchd if manager == "launchd" else _systemd)(action, data)
-    except (ServiceError, OSError) as e:
+        if manager == "launchd":
+            return managers.launchd(action, data, log_dir())
+        return managers.systemd(action, data)
+    except (managers.ServiceError, OSError) as e:
         print(f"imgdrop: {e}", file=sys.stderr)
         return Exit.FAILURE
