@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import pwd
@@ -760,3 +761,119 @@ def test_the_default_follows_the_platform(db_path: Path, monkeypatch: pytest.Mon
     assert not journal_module.is_darwin()
     with Journal(db_path) as journal:
         assert _fullfsync(journal) == 0
+
+
+# --- queries for the commands --------------------------------------------------------------------
+
+
+def _set_times(db_path: Path, entry_id: int, created: float, uploaded: float | None) -> None:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute(
+            "UPDATE upload SET created_at = ?, uploaded_at = ? WHERE id = ?",
+            (created, uploaded, entry_id),
+        )
+    finally:
+        conn.close()
+
+
+def _uploaded(journal: Journal, name: str, remote_id: str, host: str = "imgur") -> Entry:
+    """A new row uploaded to `host` as `remote_id`; its bytes are unique to that pair."""
+    entry = journal.start(
+        hashlib.sha256(f"{host}/{remote_id}".encode()).hexdigest(), name, 10, None
+    )
+    return journal.record_upload(entry.id, host, remote_id, f"https://{host}/{remote_id}", "dh")
+
+
+def test_history_since_uses_upload_time_else_creation(journal: Journal, db_path: Path) -> None:
+    old = _uploaded(journal, "old.png", "o")
+    _set_times(db_path, old.id, created=100.0, uploaded=200.0)
+    late = _uploaded(journal, "late.png", "l")  # taken before, uploaded after the cut
+    _set_times(db_path, late.id, created=100.0, uploaded=1000.0)
+    failed = journal.start(SHA, "failed.png", 10, None)
+    journal.fail(failed.id, "failed.png", 10, SHA, "not an image")
+    _set_times(db_path, failed.id, created=900.0, uploaded=None)
+    assert [e.id for e in journal.history(since=500.0)] == [failed.id, late.id]
+    assert [e.id for e in journal.history(since=500.0, limit=1)] == [failed.id]
+    assert [e.id for e in journal.history(since=0.0)] == [failed.id, late.id, old.id]
+    assert journal.history(since=2000.0) == []
+
+
+def test_find_ref_by_id_link_name_and_last(journal: Journal) -> None:
+    first = _uploaded(journal, "shot.png", "aaa")
+    second = _uploaded(journal, "shot.png", "bbb", host="0x0.st")
+    journal.start(SHA, "pending.png", 10, None)  # no upload yet: never a ref
+    copy = journal.start(first.sha256 or "", "copy.png", 10, None)
+    copy = journal.record_upload(copy.id, "imgur", "aaa", "https://imgur/aaa", "dh", reused=True)
+
+    assert journal.find_ref("aaa") == [copy, first], "every row holding that upload"
+    assert journal.find_ref("https://imgur/aaa") == [copy, first]
+    assert journal.find_ref("https://0x0.st/bbb") == [second]
+    assert journal.find_ref("shot.png") == [second], "a name: its newest upload"
+    assert journal.find_ref("last") == [copy]
+    assert journal.find_ref("pending.png") == []
+    assert journal.find_ref("nothing") == []
+
+
+def test_find_ref_last_on_an_empty_journal(journal: Journal) -> None:
+    assert journal.find_ref("last") == []
+    assert journal.last_upload() is None
+
+
+def test_last_upload_is_by_upload_time_in_any_state(journal: Journal, db_path: Path) -> None:
+    newer_row = _uploaded(journal, "b.png", "b")
+    _set_times(db_path, newer_row.id, created=10.0, uploaded=20.0)
+    recovered = _uploaded(journal, "a.png", "a")  # an older drop finished after a restart
+    _set_times(db_path, recovered.id, created=5.0, uploaded=30.0)
+    last = journal.last_upload()
+    assert last is not None and last.id == recovered.id
+    journal.mark_deleted(recovered.id)
+    last = journal.last_upload()
+    assert last is not None and (last.id, last.state) == (recovered.id, "deleted"), (
+        "`delete last` twice says 'already deleted' rather than deleting an older upload"
+    )
+
+
+def test_mark_deleted_marks_every_copy_of_that_upload_only(journal: Journal) -> None:
+    original = _uploaded(journal, "a.png", "aaa")
+    journal.finish(original.id)
+    copy = journal.start(original.sha256 or "", "copy.png", 10, None)
+    journal.record_upload(copy.id, "imgur", "aaa", "https://imgur/aaa", "dh", reused=True)
+    other = _uploaded(journal, "b.png", "bbb")
+    same_id_elsewhere = _uploaded(journal, "c.png", "aaa", host="0x0.st")  # not the same link
+
+    assert journal.mark_deleted(copy.id) == 2
+    states = {e.id: e.state for e in journal.history()}
+    assert states == {
+        original.id: "deleted",
+        copy.id: "deleted",
+        other.id: "uploaded",
+        same_id_elsewhere.id: "uploaded",
+    }
+    assert journal.find_live(original.sha256 or "") is None, "the same bytes upload afresh"
+    with pytest.raises(KeyError):
+        journal.mark_deleted(999)
+
+
+def test_finish_keeps_a_row_deleted_meanwhile(journal: Journal) -> None:
+    """`imgdrop delete` during the link/archive step must not make the dead link live again."""
+    entry = _uploaded(journal, "a.png", "aaa")
+    journal.mark_deleted(entry.id)
+    journal.finish(entry.id)
+    done = _get(journal, entry.id)
+    assert done.state == "deleted" and done.finished_at is not None
+    assert journal.find_live(entry.sha256 or "") is None
+
+
+def test_uploads_since_counts_real_uploads_only(journal: Journal, db_path: Path) -> None:
+    early = _uploaded(journal, "early.png", "e")
+    _set_times(db_path, early.id, created=10.0, uploaded=10.0)
+    today = _uploaded(journal, "today.png", "t")
+    copy = journal.start(today.sha256 or "", "copy.png", 10, None)
+    journal.record_upload(copy.id, "imgur", "t", "https://imgur/t", "dh", reused=True)
+    journal.fail(None, "bad.txt", 3, None, "not an image")
+    deleted = _uploaded(journal, "gone.png", "g")
+    journal.mark_deleted(deleted.id)
+    assert journal.uploads_since(100.0) == 2, "today.png and gone.png; not the copy, not bad.txt"
+    assert journal.uploads_since(0.0) == 3
+    assert journal.uploads_since(time.time() + 60) == 0
