@@ -466,14 +466,14 @@ def test_a_failing_statement_rolls_back_the_whole_write(journal: Journal) -> Non
     assert _get(journal, entry.id).state == "done"
 
 
-@pytest.fixture
-def tiny_disk() -> Iterator[Path]:
-    """A 1 MiB tmpfs, so "disk full" is real; skipped where it cannot be mounted."""
+@contextlib.contextmanager
+def _tmpfs(options: str) -> Iterator[Path]:
+    """Mount a tmpfs with `options` for the test; skip where that is impossible."""
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root and mount(8)")
-    where = Path(tempfile.mkdtemp(prefix="imgdrop-tinydisk-"))
+    where = Path(tempfile.mkdtemp(prefix="imgdrop-tmpfs-"))
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(where)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
         capture_output=True,
         text=True,
         check=False,
@@ -486,6 +486,13 @@ def tiny_disk() -> Iterator[Path]:
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
         where.rmdir()
+
+
+@pytest.fixture
+def tiny_disk() -> Iterator[Path]:
+    """A 1 MiB tmpfs, so "disk full" is real."""
+    with _tmpfs("size=1m,mode=0700") as where:
+        yield where
 
 
 def _fill(folder: Path) -> Path:
@@ -877,3 +884,13 @@ def test_uploads_since_counts_real_uploads_only(journal: Journal, db_path: Path)
     assert journal.uploads_since(100.0) == 2, "today.png and gone.png; not the copy, not bad.txt"
     assert journal.uploads_since(0.0) == 3
     assert journal.uploads_since(time.time() + 60) == 0
+
+
+def test_a_read_only_file_system_is_one_line() -> None:
+    """EROFS stops root too; "chmod" would be the wrong fix."""
+    with _tmpfs("ro,size=64k") as where:
+        path = where / "history.sqlite3"
+        with pytest.raises(JournalError) as caught:
+            Journal(path)
+        message = _one_line(caught.value, path.parent)
+        assert "read-only file system" in message and "chmod" not in message

@@ -1,7 +1,9 @@
 """Upload history in SQLite (WAL): one row per upload, so a restart finishes work, never repeats it.
 
-Rows move uploading -> uploaded -> done (or failed / deleted). The daemon's workers share one
-connection behind a lock; the CLI opens its own and reads while the daemon writes (WAL).
+Rows move uploading -> uploaded -> done (or failed / deleted); each row names its host. The
+daemon's workers share one connection behind a lock; the CLI opens its own and reads while the
+daemon writes (WAL). Every write commits whole or rolls back and raises; a journal this user
+cannot use raises JournalError with one line for the person; a corrupt one is moved aside.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ _BUSY_TIMEOUT_SECONDS = 10.0
 # The files SQLite keeps for one database: all must be ours and writable.
 _COMPANIONS = ("", "-wal", "-shm")
 
-_FIX = "or set `journal:` in the config to another file"
+_ELSEWHERE = "set `journal:` in the config to another file"
+_FIX = f"or {_ELSEWHERE}"
 
 
 class JournalError(Exception):
@@ -125,7 +128,7 @@ def _entry(row: Any) -> Entry:
 
 def _make_private(path: Path) -> None:
     """Restrict the database and its -wal/-shm companions to the owner (files made before 0600)."""
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in _COMPANIONS:
         with contextlib.suppress(FileNotFoundError):
             Path(f"{path}{suffix}").chmod(0o600)
 
@@ -153,6 +156,14 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
+def _read_only_mount(folder: Path) -> bool:
+    """Return True when `folder` is on a file system mounted read-only (no chmod helps)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False  # the access checks below will say what is wrong
+
+
 def _access_problem(path: Path) -> str | None:
     """Return why this user cannot use the journal files at `path` (one line with the fix)."""
     me = os.geteuid()
@@ -174,6 +185,8 @@ def _access_problem(path: Path) -> str | None:
         if not _can(file, os.R_OK | os.W_OK):
             return f"the journal {file} is read-only: `chmod u+rw {file}` {_FIX}."
     folder = path.parent
+    if _read_only_mount(folder):
+        return f"the journal's folder {folder} is on a read-only file system: {_ELSEWHERE}."
     if not _can(folder, os.W_OK | os.X_OK):
         # SQLite creates -wal/-shm (or -journal) beside the file at every write.
         return f"cannot write the journal's folder {folder}: `chmod u+rwx {folder}` {_FIX}."
