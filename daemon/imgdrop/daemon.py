@@ -5,22 +5,30 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import logging.handlers
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
-from imgdrop import __version__
+import platformdirs
+
+from imgdrop import __version__, notify
 from imgdrop.config import ConfigError, Settings, ensure_folders, load
 from imgdrop.exitcodes import Exit
-from imgdrop.journal import Journal
+from imgdrop.journal import Journal, JournalError
+from imgdrop.notify import Notifier
 from imgdrop.pipeline import Pipeline
 from imgdrop.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE = 10.0  # seconds in-flight uploads get after SIGTERM
+# Seconds in-flight uploads get after SIGTERM; service.EXIT_TIMEOUT (launchd ExitTimeOut,
+# systemd TimeoutStopSec) is 30, so the daemon is gone well before it would be killed.
+STOP_GRACE = 10.0
+ONCE_FACTOR = 10  # --once gives up on a file still being written after settle_seconds x this
 CONFIG_POLL = 1.0  # seconds between looks at the config file and the inbox folder (SPEC: 2 s)
 
 
@@ -81,6 +89,7 @@ class Daemon:
         self._watcher: Watcher | None = None
         self._watched: tuple[int, int] | None = None  # the inbox folder being watched
         self._watch_error: str | None = None
+        self._stuck_since: float | None = None  # --once: since when only unready files remain
 
     def run(self, once: bool = False) -> Exit:
         """Run until SIGTERM/SIGINT (or, with `once`, until the inbox is drained)."""
@@ -91,6 +100,9 @@ class Daemon:
         self._rewatch()
         seen = _fingerprint(self._settings.path)
         log.info("imgdrop %s watching %s", __version__, self._settings.inbox)
+        notify.report_missing_tools(self._settings.clipboard, self._settings.notify)
+        self._stuck_since = None
+        stuck = False
         try:
             while not self._stop.is_set():
                 self._wake.wait(0.05 if once else CONFIG_POLL)
@@ -107,7 +119,8 @@ class Daemon:
                             self._settings.inbox,
                         )
                     self._rewatch()
-                if once and self._pending() == 0 and pipeline.settled():
+                if once and pipeline.settled() and self._once_finished():
+                    stuck = self._pending() > 0
                     break
         finally:
             if self._watcher is not None:
@@ -125,7 +138,22 @@ class Daemon:
         if once and not self._stop.is_set() and pipeline.waiting():
             log.warning("%d file(s) stay in the inbox for a later try", pipeline.waiting())
             return Exit.FAILURE
-        return Exit.OK
+        if self._stop.is_set():
+            log.info("stopped")
+        return Exit.FAILURE if stuck else Exit.OK
+
+    def _once_finished(self) -> bool:
+        """--once with nothing in flight: done when nothing is pending, or only files that
+        stay unready (held open for writing) for settle_seconds x ONCE_FACTOR (SPEC)."""
+        pending = self._pending()
+        if pending == 0:
+            return True
+        limit = self._settings.settle_seconds * ONCE_FACTOR
+        self._stuck_since = self._stuck_since or time.time()
+        if time.time() - self._stuck_since <= limit:
+            return False
+        log.warning("%d file(s) still being written after %.0f s stay in the inbox", pending, limit)
+        return True
 
     def _watching(self) -> bool:
         """Is the configured inbox folder still the one watchdog reports on?"""
@@ -211,3 +239,132 @@ def _mention_left_behind(old: Path) -> None:
             log.warning(
                 "%d file(s) stay in the previous inbox %s: %s", len(left), old, ", ".join(left[:5])
             )
+
+
+# --- under a service manager (`imgdrop run --service`) -------------------------------------
+# Any non-zero exit under launchd's KeepAlive {SuccessfulExit: false} or systemd's
+# Restart=on-failure restarts the job every 10 s forever, so here nothing exits but a signal:
+# a bad config or a held lock is waited out instead.
+
+LOG_BYTES = 2_000_000  # per file; with LOG_BACKUPS the log never passes ~10 MB in all
+LOG_BACKUPS = 4
+RETRY_SECONDS = 60.0  # a journal or folder that would not open is tried again this often
+
+
+def service_log_file() -> Path:
+    """Return the log file the service writes (and rotates)."""
+    return Path(platformdirs.user_log_dir("imgdrop")) / "imgdrop.log"
+
+
+def log_to_file(path: Path) -> logging.Handler:
+    """Send all logging to the rotated `path` instead of stderr; return the handler."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):  # stderr goes to launchd's file: only what escapes
+        root.removeHandler(old)
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    return handler
+
+
+class _Waiter:
+    """Waits for the config file to change, a signal, or a deadline (wall clock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stop = threading.Event()
+        self.poke = threading.Event()  # SIGHUP: look again now
+
+    def install_signals(self) -> None:
+        def stop(signum: int, frame: FrameType | None) -> None:
+            self.stop.set()
+            self.poke.set()
+
+        def poke(signum: int, frame: FrameType | None) -> None:
+            self.poke.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, poke)
+
+    def until_changed(self, seen: object, seconds: float = float("inf")) -> bool:
+        """Wait until the file differs from `seen`, SIGHUP, or `seconds`; False when stopped."""
+        deadline = time.time() + seconds  # wall clock: a Mac that slept resumes on time
+        while not self.stop.is_set() and time.time() < deadline:
+            if self.poke.wait(CONFIG_POLL):
+                self.poke.clear()
+                break
+            if _fingerprint(self.path) != seen:
+                break
+        return not self.stop.is_set()
+
+
+def _load_for_service(path: Path) -> Settings:
+    """Return the settings the service can run with; raise ConfigError or OSError."""
+    settings = load(path)
+    if "imgur" in getattr(settings, "hosts", ("imgur",)) and not settings.client_id:
+        raise ConfigError(f"{path}: client_id is not set")
+    ensure_folders(settings)
+    return settings
+
+
+def run_service(config_path: Path) -> Exit:
+    """Run as the login service: wait out config errors and a held lock; exit 0 on SIGTERM."""
+    log_to_file(service_log_file())
+    waiter = _Waiter(config_path)
+    waiter.install_signals()
+    said: str | None = None  # the last problem logged, so each is said once
+    alerts = Notifier(clipboard=False, notify=True)
+    while not waiter.stop.is_set():
+        seen = _fingerprint(config_path)
+        try:
+            settings = _load_for_service(config_path)
+        except (ConfigError, OSError) as err:
+            problem = f"imgdrop is waiting for its config to be fixed: {err}"
+            if problem != said:
+                log.error("%s", problem)
+                alerts.alert("imgdrop cannot start", f"Fix the config file: {err}")
+                said = problem
+            waiter.until_changed(seen)
+            continue
+        if said is not None and said.startswith("imgdrop is waiting for its config"):
+            log.info("config ok again")
+        logging.getLogger().setLevel(settings.log_level)
+        try:
+            lock = acquire_lock(lock_path(settings))
+        except AlreadyRunning as err:
+            problem = f"another imgdrop is {err}; waiting for it to stop"
+            if problem != said:
+                log.warning("%s", problem)
+                said = problem
+            waiter.until_changed(seen, CONFIG_POLL)
+            continue
+        except OSError as err:
+            said = _say_once(said, f"cannot take the lock {lock_path(settings)}: {err}")
+            waiter.until_changed(seen, RETRY_SECONDS)
+            continue
+        try:
+            if waiter.stop.is_set():
+                break
+            return Daemon(settings).run()
+        except (JournalError, OSError) as err:  # e.g. a read-only journal: wait, never loop
+            said = _say_once(said, f"cannot start: {err}; will try again")
+            waiter.install_signals()  # Daemon.run replaced them
+            waiter.until_changed(seen, RETRY_SECONDS)
+        finally:
+            os.close(lock)
+    log.info("stopped")
+    return Exit.OK
+
+
+def _say_once(said: str | None, problem: str) -> str:
+    if problem != said:
+        log.error("%s", problem)
+    return problem
