@@ -19,7 +19,7 @@ from imgdrop.journal import Journal
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 86400.0  # no gate a host derives is trusted beyond a day (SPEC: clamp to 24 h)
-PROBE_INITIAL = 2.0  # seconds between outage probes, doubling up to retry_max_seconds
+PROBE_RECHECK = 1.0  # seconds between looks at a host whose probe is still out
 META_PREFIX = "host:"
 
 
@@ -65,7 +65,7 @@ class HostState:
         until = max(self.rate_until, self.auth_until, self.blocked_until)
         if self.outage:
             # while a probe is out, look again soon: its answer decides for everyone
-            until = max(until, self.probe_due if not self.probing else now + PROBE_INITIAL / 2)
+            until = max(until, self.probe_due if not self.probing else now + PROBE_RECHECK)
         return until
 
     def state(self, now: float) -> tuple[str, float | None]:
@@ -118,22 +118,21 @@ class HostStates:
         names: Iterable[str],
         journal: Journal,
         blocked_hours: float,
-        retry_max: float,
+        retry: tuple[float, float],
         on_usable: Callable[[], None],
     ) -> None:
         self._journal = journal
         self._lock = threading.Lock()
-        self._blocked_seconds = blocked_hours * 3600
-        self._retry_max = retry_max
         self._on_usable = on_usable
         self._hosts: dict[str, HostState] = {}
-        self.configure(names, blocked_hours, retry_max)
+        self.configure(names, blocked_hours, retry)
 
-    def configure(self, names: Iterable[str], blocked_hours: float, retry_max: float) -> None:
-        """Take the (re)loaded chain: known hosts keep their state, new ones load theirs."""
+    def configure(self, names: Iterable[str], blocked_hours: float, retry: tuple[float, float]
+                  ) -> None:  # fmt: skip
+        """Take the (re)loaded chain and its (initial, max) retry delays; hosts keep state."""
         with self._lock:
             self._blocked_seconds = blocked_hours * 3600
-            self._retry_max = retry_max
+            self._retry_initial, self._retry_max = retry
             self._hosts = {name: self._hosts.get(name) or self._restore(name) for name in names}
 
     def _restore(self, name: str) -> HostState:
@@ -202,25 +201,29 @@ class HostStates:
 
     def note_success(self, name: str) -> None:
         """An upload worked: an outage, a pause or a passed rate limit is over."""
-        came_back = False
         with self._lock:
             host = self._hosts.get(name)
             if host is None:
                 return
             host.successes += 1
             now = time.time()
-            if host.outage or host.auth_until or (0 < host.rate_until <= now):
-                came_back = True
-                what = "is reachable again" if host.outage else "accepts uploads again"
+            news = []
+            if host.outage:
+                news.append("is reachable again")
+            if host.auth_reason:
+                news.append("accepts the Client ID again" if name == "imgur" else
+                            "accepts our credentials again")  # fmt: skip
+            if 0 < host.rate_until <= now:
+                news.append("has reset its rate limit")
+                host.rate_until = 0.0
+            if news:
                 host.outage = host.probing = False
                 host.probe_failures = 0
                 host.auth_until = 0.0
-                if host.rate_until <= now:
-                    host.rate_until = 0.0
-                host.reason = ""
+                host.auth_reason = host.reason = ""
                 self._save(host)
-        if came_back:
-            log.info("%s %s; waiting files go now", name, what)
+        if news:
+            log.info("%s %s; uploads continue", label(name), " and ".join(news))
             self._on_usable()
 
     def note_limits(self, name: str, limits: dict[str, float | None] | None, until: float | None,
@@ -240,7 +243,7 @@ class HostStates:
                 host.reason = reason
             self._save(host)
         if closing:
-            log.warning("%s: %s: no uploads to it until %s", name, reason.rstrip("."), when(gate))
+            log.warning("%s: %s: no uploads until %s", label(name), reason.rstrip("."), when(gate))
 
     def note_auth(self, name: str, reason: str) -> bool:
         """The host refused our credentials: pause it; True the first time (say it loudly)."""
@@ -271,28 +274,32 @@ class HostStates:
             when(host.blocked_until),
         )
 
-    def note_trouble(self, name: str, reason: str, counted_since: int) -> bool:
-        """A transient failure. True when it counts against the file: the host worked meanwhile.
-
-        Otherwise every upload fails: the host is in an outage, probed one file at a time.
+    def note_trouble(self, name: str, reason: str, counted_since: int | None) -> bool:
+        """A transient failure. True when it counts against the file: the host worked since
+        `counted_since` (None: unreachable, never counts). Otherwise every upload fails: the
+        host is in an outage, probed one file at a time.
         """
+        offline = counted_since is None
         with self._lock:
             host = self._hosts.get(name)
             if host is None:
                 return False
-            if host.successes > counted_since and not host.outage:
+            if counted_since is not None and host.successes > counted_since and not host.outage:
                 return True
             started = not host.outage
             host.outage = True
             host.probing = False
             host.probe_failures += 1
-            delay = min(self._retry_max, PROBE_INITIAL * 2.0 ** (host.probe_failures - 1))
+            delay = min(self._retry_max, self._retry_initial * 2.0 ** (host.probe_failures - 1))
             host.probe_due = time.time() + delay
             host.reason = reason
             self._save(host)
-        if started:
-            log.warning("%s cannot take uploads now (%s); files wait and one is retried at a time",
-                        name, reason.rstrip("."))  # fmt: skip
+        if started and offline:
+            log.warning("%s cannot be reached; files wait in the inbox, one retried at a time",
+                        label(name))  # fmt: skip
+        elif started:
+            log.warning("%s is having trouble (%s); files wait in the inbox, one retried at a time",
+                        label(name), reason.rstrip("."))  # fmt: skip
         return False
 
     def release_probe(self, name: str) -> None:
@@ -317,6 +324,11 @@ class HostStates:
             self._journal.set_meta(META_PREFIX + host.name, host.to_json(time.time()))
         except Exception as err:  # the gate still holds in memory; status shows it later
             log.warning("%s: could not save its state in the journal: %s", host.name, err)
+
+
+def label(name: str) -> str:
+    """The host's name as people write it in a sentence."""
+    return "Imgur" if name == "imgur" else name
 
 
 def _number(value: object) -> float | None:
