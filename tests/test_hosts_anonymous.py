@@ -20,6 +20,7 @@ from imgdrop.hosts import (
     Deleted,
     Host,
     NoDelete,
+    Outcome,
     Permanent,
     RateLimited,
     Transient,
@@ -62,7 +63,7 @@ def hosts(fake: FakeHosts, tmp_path: Path) -> Iterator[dict[str, Host]]:
         host.close()
 
 
-def send(host: Host, data: bytes, size: int | None = None) -> object:
+def send(host: Host, data: bytes, size: int | None = None) -> Outcome:
     return host.upload(
         io.BytesIO(data), len(data) if size is None else size, "a b.png", PNG
     ).outcome
@@ -123,6 +124,7 @@ def test_error_statuses(
         fake.fail_host(name, 1, status, "nope", headers={"Retry-After": "1e17"})
         outcome = send(host, images.png(100))
         assert isinstance(outcome, expected), (name, outcome)
+        assert not isinstance(outcome, Uploaded)
         assert outcome.reason.startswith(name) and outcome.reason.endswith(".")
         if isinstance(outcome, RateLimited):
             assert outcome.until is not None and outcome.until <= time.time() + 86400

@@ -644,7 +644,7 @@ class FakeHosts:
             )
         lowered = {k.lower(): v for k, v in headers.items()}
         if host == "put":
-            return self._put_reply(path, lowered, body)
+            return self._put_reply(path, headers, body)
         parts = _form_fields(lowered.get("content-type", ""), body)
         name = {
             "0x0.st": "file",
@@ -694,7 +694,8 @@ class FakeHosts:
         )
         return reply._replace(on_answer=commit)
 
-    def _put_reply(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
+    def _put_reply(self, path: str, sent: dict[str, str], body: bytes) -> Reply:
+        headers = {k.lower(): v for k, v in sent.items()}
         if headers.get("x-api-key") != self.put_token:
             return Reply(403, {"Content-Type": "text/plain"}, b"bad key")
         if not body:
@@ -709,7 +710,7 @@ class FakeHosts:
             token = self._files[stored][2]
         record = UploadRecord(
             stored.rpartition("/")[2].partition(".")[0], token, link, "", filename, body,
-            headers, mime, path, host="put",
+            sent, mime, path, host="put",
         )  # fmt: skip
 
         def commit() -> None:

@@ -51,16 +51,25 @@ DEFAULTS = {
 LITTERBOX_EXPIRY = ("1h", "12h", "24h", "72h")
 
 
-def text_failure(label: str, status: int, headers: Mapping[str, str], body: bytes) -> Failure:
-    """Return what a non-2xx answer with a short text body means."""
-    message = clip(body[:2048].decode("utf-8", "replace"))
+def text_failure(
+    label: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    message: str | None = None,
+    auth: bool = False,
+) -> Failure:
+    """Return what a non-2xx answer with a short text body means; `auth`: the host takes
+    credentials, so 401/403 mean they were refused (for an anonymous host 403 is a block)."""
+    if not message:
+        message = clip(body[:2048].decode("utf-8", "replace"))
     detail = f" ({message})" if message and not message.lstrip().startswith("<") else ""
     if status == 429:
         until = retry_after(headers.get("retry-after"), time.time())
         when = "later" if until is None else "when its limit resets"
         reason = f"{label}'s upload limit has been reached; will try {when}."
         return RateLimited(reason, until, message)
-    if status == 451 or (status == 403 and "auth" not in message.lower()):
+    if status == 451 or (status == 403 and not auth and "auth" not in message.lower()):
         return Blocked(f"{label} refuses uploads from this network{detail}.", status, message)
     if status in (401, 403):
         return AuthFailed(f"{label} refused the credentials{detail}.", status, message)

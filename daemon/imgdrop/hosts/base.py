@@ -302,6 +302,37 @@ class _NoAuth(requests.auth.AuthBase):
         return request
 
 
+class _Redactor(logging.Filter):
+    """Keeps secrets out of urllib3's DEBUG lines (they carry request paths: delete URLs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self.lock:
+            secrets = list(self.secrets)
+        if secrets:
+            text = record.getMessage()
+            if any(secret in text for secret in secrets):
+                for secret in secrets:
+                    text = text.replace(secret, "…")
+                record.msg, record.args = text, None
+        return True
+
+
+_REDACTOR = _Redactor()
+
+
+def _redact(secrets: tuple[str, ...]) -> None:
+    with _REDACTOR.lock:
+        _REDACTOR.secrets.update(secrets)
+    pool_logger = logging.getLogger("urllib3.connectionpool")
+    if _REDACTOR not in pool_logger.filters:
+        pool_logger.addFilter(_REDACTOR)
+
+
 class Http:
     """One host's pooled session; `send` returns an Answer or a Transient, never raises."""
 
@@ -319,6 +350,7 @@ class Http:
         self.label = label
         self.loopback = is_loopback(urlsplit(base_url).hostname)
         self._secrets = tuple(s for s in secrets if s)
+        _redact(self._secrets)
         self._timeout = timeout
         self._session = requests.Session()
         self._session.auth = auth or _NoAuth()
@@ -333,6 +365,7 @@ class Http:
         """Scrub `secret` from every later answer and message too."""
         if secret and secret not in self._secrets:
             self._secrets = (*self._secrets, secret)
+            _redact((secret,))
 
     def scrub(self, text: str) -> str:
         """Return `text` with every secret replaced by an ellipsis."""
