@@ -18,6 +18,7 @@ from imgdrop import __version__
 from imgdrop.filetype import FileType
 from imgdrop.hosts.base import (
     AuthFailed,
+    Blocked,
     Deleted,
     NoDelete,
     Outcome,
@@ -724,3 +725,108 @@ def test_client_id_never_shows_in_text() -> None:
     with pytest.raises(ValueError) as excinfo:
         ImgurHost("https://api.imgur.com", "bad id\n")
     assert "bad id" not in str(excinfo.value)
+
+
+# --- 2025 blocks, refused types, clamped resets ------------------------------------------------
+
+EDGE = {"Content-Type": "application/json", "CDN-Error": "yes", "Retry-After": "0",
+        "Connection": "close", "X-Served-By": "cache-fra-etou8220141-FRA"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers"),
+    [
+        (400, shape1(400, "These actions are forbidden."), EDGE),
+        (403, b"", {"CDN-Error": "yes"}),
+        (400, shape2(400, "Banned country attempt (EG)") .replace(b'"code": 400', b'"code": 1016'),
+         JSON),
+        (400, shape1(400, "Banned Country Attempt (IN)"), JSON),
+        (400, b"We're really sorry, but anonymous uploading in your country has been disabled.",
+         {"Content-Type": "text/plain"}),
+        (451, b"<html><title>Unavailable For Legal Reasons</title></html>", {}),
+        (403, shape1(403, "Content not available in your region"), JSON),
+    ],
+)  # fmt: skip
+def test_blocked_here_answers(status: int, body: bytes, headers: dict[str, str]) -> None:
+    outcome = judge(status, body, headers)
+    assert isinstance(outcome, Blocked), outcome
+    assert outcome.reason.startswith("Imgur refuses uploads from this network")
+
+
+def test_cdn_error_with_rate_limit_headers_is_not_a_block() -> None:
+    headers = {**EDGE, "X-RateLimit-UserRemaining": "0", "X-RateLimit-UserReset": "600"}
+    assert isinstance(judge(429, shape1(429, "slow"), headers), RateLimited)
+    assert isinstance(judge(503, HTML_503, {"CDN-Error": "yes"}), Transient)
+
+
+def test_file_type_invalid_is_permanent() -> None:
+    error = {"code": 1003, "message": "File type invalid (1)", "type": "ImgurException"}
+    body = json.dumps({"data": {"error": error}, "success": False, "status": 400}).encode()
+    outcome = judge(400, body)
+    assert isinstance(outcome, Permanent)
+    assert "type of file" in outcome.reason
+
+
+def test_heic_and_heif_are_refused_before_sending() -> None:
+    with ImgurHost("https://api.imgur.com", CLIENT_ID) as host:
+        assert host.refuses(FileType("image/heic", False), 10) is not None
+        assert host.refuses(FileType("image/heif", False), 10) is not None
+        assert host.refuses(FileType("image/png", False), 10) is None
+        assert host.delete_url("dh", "") == "https://imgur.com/delete/dh"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Retry-After": "1e17"},
+        {"Retry-After": "inf"},
+        {"Retry-After": "99999999999999999999999999"},
+        {"X-RateLimit-UserRemaining": "0", "X-RateLimit-UserReset": str(int(NOW * 1000) + 5)},
+        {"X-RateLimit-UserRemaining": "0", "X-RateLimit-UserReset": "1" + "0" * 30},
+        {"X-Post-Rate-Limit-Remaining": "0", "X-Post-Rate-Limit-Reset": "1e300"},
+        {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"},
+    ],
+)
+def test_resets_are_clamped_to_a_day(headers: dict[str, str]) -> None:
+    outcome = judge(429, shape2(429, "Please wait 99999999999 more hours."), {**JSON, **headers})
+    assert isinstance(outcome, RateLimited)
+    assert outcome.until is not None and NOW < outcome.until <= NOW + 86400
+    time.localtime(outcome.until)  # formatting it never raises
+    limits = parse_rate_limits(headers, NOW)
+    if limits is not None:
+        for value in limits.to_json().values():
+            assert value is None or value <= NOW + 86400
+
+
+def test_epoch_milliseconds_are_read_as_milliseconds() -> None:
+    limits = parse_rate_limits({"X-RateLimit-UserReset": str(int((NOW + 600) * 1000))}, NOW)
+    assert limits is not None and limits.user_reset == pytest.approx(NOW + 600)
+
+
+def test_edge_block_through_the_fake(
+    client: ImgurHost, fake_imgur: FakeImgur, picture: Path
+) -> None:
+    fake_imgur.edge_block()
+    with picture.open("rb") as stream:
+        reply = client.upload(
+            stream, picture.stat().st_size, picture.name, FileType("image/png", False)
+        )
+    assert isinstance(reply.outcome, Blocked)
+    assert reply.limits is None and reply.blocked_until is None
+    fake_imgur.edge_block(False)
+    assert isinstance(upload(client, picture), Uploaded)
+
+
+def test_a_used_up_limit_sets_blocked_until(
+    client: ImgurHost, fake_imgur: FakeImgur, picture: Path
+) -> None:
+    fake_imgur.exhaust_after(1, 120)
+    with picture.open("rb") as stream:
+        reply = client.upload(
+            stream, picture.stat().st_size, picture.name, FileType("image/png", False)
+        )
+    assert isinstance(reply.outcome, Uploaded)
+    assert (
+        reply.blocked_until is not None and time.time() < reply.blocked_until <= time.time() + 121
+    )
+    assert reply.limits is not None and reply.limits["post_remaining"] == 0

@@ -279,11 +279,12 @@ def _rate_limited(headers: dict[str, str], message: str, now: float) -> RateLimi
 
 def _wait_in_message(message: str, now: float) -> float | None:
     # "You are uploading too fast. Please wait 37 more minutes."
-    match = re.search(r"wait (\d{1,9}) more (second|minute|hour)", message, re.IGNORECASE)
+    match = re.search(r"wait (\d+) more (second|minute|hour)", message, re.IGNORECASE)
     if match is None:
         return None
     unit = {"second": 1, "minute": 60, "hour": 3600}[match.group(2).lower()]
-    return now + min(int(match.group(1)) * unit, DAY)
+    digits = match.group(1) if len(match.group(1)) <= 12 else "9" * 12  # a huge count: a day
+    return now + min(int(digits) * unit, DAY)
 
 
 def _rate_reason(until: float | None, now: float) -> str:
