@@ -160,8 +160,9 @@ class HostStates:
             )
         elif host.rate_until:
             host.reason = "rate limit used up"
-            log.warning("%s's rate limit is still used up: no uploads until %s", name,
+            log.warning("%s's rate limit is still used up: no uploads until %s", label(name),
                         when(host.rate_until))  # fmt: skip
+        self._save(host)  # what was clamped stays clamped for `status`
         return host
 
     # -- choosing ------------------------------------------------------------

@@ -143,11 +143,13 @@ class Steps:
             return self._fail(job, None, str(rejected), {})
         sha256 = file_sha256(job.stream, job.st.st_size)
         with self._only_one(sha256):  # two copies dropped at once: one upload
-            entry = self._entry_for(job, sha256)
+            entry = self.entry_for(job, sha256)
             fresh = entry.state == "uploading"  # this job sends it (else resumed or reused)
             if fresh:
-                result = self._upload(job, entry, kind)
-                if not isinstance(result, Entry):
+                result = self.send(job, entry, kind)
+                if isinstance(result, dict):
+                    return self._fail_everywhere(job, entry, result)
+                if isinstance(result, Later):
                     return result
                 entry = result
             if not unchanged(job, sha256):
@@ -195,7 +197,7 @@ class Steps:
                 self._hashing.discard(sha256)
                 self._lock.notify_all()
 
-    def _entry_for(self, job: Job, sha256: str) -> Entry:
+    def entry_for(self, job: Job, sha256: str) -> Entry:
         """The journal row for this drop: resumed after a crash, reusing a live upload, or new."""
         entry = self.journal.find_open(sha256, job.path.name, job.st.st_ino) or self.journal.start(
             sha256, job.path.name, job.st.st_size, job.st.st_ino
@@ -225,8 +227,12 @@ class Steps:
 
     # -- the host chain ------------------------------------------------------
 
-    def _upload(self, job: Job, entry: Entry, kind: filetype.FileType) -> Entry | Later | None:
-        """Send the file to the first usable host that takes it: the recorded upload, or a wait."""
+    def send(self, job: Job, entry: Entry, kind: filetype.FileType
+             ) -> Entry | Later | dict[str, Permanent]:  # fmt: skip
+        """Send the file to the first usable host that takes it.
+
+        Returns the recorded upload, a wait, or every host's refusal when none will take it.
+        """
         refused: dict[str, Permanent] = {}  # host -> why it will not take these bytes
         size = job.st.st_size
 
@@ -254,7 +260,7 @@ class Steps:
             if result is not None:
                 return result
         if refused and all(name in refused for name in self.hosts):
-            return self._fail_everywhere(job, entry, refused)
+            return refused
         return Later(self.states.next_usable(allowed), self._waiting_reason(refused), quiet=True)
 
     def _waiting_reason(self, refused: Collection[str]) -> str:
