@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import stat
@@ -9,6 +10,10 @@ from pathlib import Path
 
 import platformdirs
 import pytest
+import yaml
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from imgdrop import config
 from imgdrop.config import ConfigError, Settings
@@ -474,3 +479,236 @@ def test_client_id_help_gives_the_steps_and_the_file(tmp_path: Path) -> None:
     assert "https://api.imgur.com/oauth2/addclient" in text
     assert "OAuth 2 authorization without a callback URL" in text
     assert text.endswith(f"Put it in {path} as `client_id: YOUR_ID` (or set IMGDROP_CLIENT_ID).")
+
+
+# --- hosts and the other round-5 keys ------------------------------------------------------
+
+
+def test_new_keys_default_to_the_spec(tmp_path: Path) -> None:
+    settings = config.load(write(tmp_path, ""))
+    assert settings.hosts == ("imgur",)
+    assert settings.rescan_seconds == 60.0
+    assert settings.blocked_retry_hours == 6.0
+    assert settings.litterbox_expiry == "72h"
+    assert settings.clipboard_format == "url"
+
+
+def test_hosts_are_read_in_order(tmp_path: Path) -> None:
+    settings = config.load(write(tmp_path, "hosts: [catbox, 0x0.st, my_zipline-2]\n"))
+    assert settings.hosts == ("catbox", "0x0.st", "my_zipline-2")
+    assert config.load(write(tmp_path, "hosts: litterbox\n")).hosts == ("litterbox",)
+    block = config.load(write(tmp_path, "hosts:\n  - imgur\n  - catbox\n"))
+    assert block.hosts == ("imgur", "catbox")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("hosts: []", f"'hosts' must be {config.HOSTS_NEED}, got a list"),
+        ("hosts: [imgur, imgur]", "'hosts' lists 'imgur' twice"),
+        ("hosts: [imgur, 'a/b']", f"'hosts' must be {config.HOSTS_NEED}, got 'a/b'"),
+        ("hosts: [imgur, true]", f"'hosts' must be {config.HOSTS_NEED}, got true"),
+        ("hosts: [[imgur]]", f"'hosts' must be {config.HOSTS_NEED}, got a list"),
+        ("hosts: {imgur: 1}", f"'hosts' must be {config.HOSTS_NEED}, got a mapping"),
+        ("hosts: 'two words'", f"'hosts' must be {config.HOSTS_NEED}, got 'two words'"),
+        ("litterbox_expiry: 48h", "'litterbox_expiry' must be one of 1h, 12h, 24h, 72h"),
+        ("rescan_seconds: 0", "'rescan_seconds' must be a number from 1 to 86400, got 0"),
+        ("blocked_retry_hours: 0", "'blocked_retry_hours' must be a number greater than 0"),
+        ("clipboard_format: '{link}'", f"'clipboard_format' must be {config.CLIPBOARD_NEED}"),
+        ("clipboard_format: '{url!r}'", f"'clipboard_format' must be {config.CLIPBOARD_NEED}"),
+        ("clipboard_format: '{url:>9}'", f"'clipboard_format' must be {config.CLIPBOARD_NEED}"),
+        ("clipboard_format: '{url'", f"'clipboard_format' must be {config.CLIPBOARD_NEED}"),
+        ("clipboard_format: '{}'", f"'clipboard_format' must be {config.CLIPBOARD_NEED}"),
+        ("clipboard_format: markdwon", f"'clipboard_format' must be {config.CLIPBOARD_NEED}"),
+        ("settle_seconds: 1e999999", "'settle_seconds' must be a number from 0 to 60"),
+        ("max_image_mb: " + "9" * 400, "'max_image_mb' must be a number greater than 0"),
+        ('inbox: "a\\0b"', "'inbox' must be a path without NUL characters"),
+    ],
+)
+def test_new_key_errors_name_the_line(tmp_path: Path, line: str, message: str) -> None:
+    path = write(tmp_path, f"workers: 2\n{line}\n")
+    assert error_of(path).startswith(f"{path}:2: {message}")
+
+
+@pytest.mark.parametrize(
+    ("value", "template"),
+    [
+        ("url", "{url}"),
+        ("Markdown", "![{name}]({url})"),
+        ("html", '<img src="{url}" alt="{name}">'),
+        ("bbcode", "[img]{url}[/img]"),
+        ("'{name}: {url} (delete: {delete_url}) {{literal}}'",
+         "{name}: {url} (delete: {delete_url}) {{literal}}"),
+    ],
+)  # fmt: skip
+def test_clipboard_formats_give_their_template(tmp_path: Path, value: str, template: str) -> None:
+    settings = config.load(write(tmp_path, f"clipboard_format: {value}\n"))
+    assert config.clipboard_template(settings.clipboard_format) == template
+    template.format(url="u", name="n", delete_url="d")  # never raises at upload time
+
+
+def test_client_id_is_needed_only_for_imgur(tmp_path: Path) -> None:
+    assert config.needs_client_id(config.load(write(tmp_path, "")))
+    assert not config.needs_client_id(config.load(write(tmp_path, "client_id: abcdefgh1\n")))
+    assert not config.needs_client_id(config.load(write(tmp_path, "hosts: [catbox]\n")))
+
+
+def test_describe_shows_hosts_as_yaml(tmp_path: Path) -> None:
+    shown = config.describe(config.load(write(tmp_path, "hosts: [catbox, 0x0.st]\n")))
+    assert "hosts: [catbox, 0x0.st]" in shown.splitlines()
+
+
+# --- the four folders must be apart (defect 1) ---------------------------------------------
+
+
+def folders(tmp_path: Path, **given: str) -> str:
+    """Return config text setting the four folders under tmp_path, with `given` overrides."""
+    names = {"inbox": "in", "outbox": "links", "done": "done", "failed": "failed"}
+    names.update(given)
+    return "".join(f"{key}: {tmp_path / value}\n" for key, value in names.items())
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"outbox": "in"}, "'inbox' and 'outbox' are the same folder"),
+        ({"done": "in/"}, "'inbox' and 'done' are the same folder"),
+        ({"failed": "x/../in/."}, "'inbox' and 'failed' are the same folder"),
+        ({"done": "in/Done"}, "'done' ({t}/in/Done) is inside 'inbox' ({t}/in)"),
+        ({"inbox": "done/Inbox"}, "'inbox' ({t}/done/Inbox) is inside 'done' ({t}/done)"),
+        ({"failed": "links/a/b"}, "'failed' ({t}/links/a/b) is inside 'outbox' ({t}/links)"),
+    ],
+)
+def test_overlapping_folders_are_refused_naming_both_keys(
+    tmp_path: Path, given: dict[str, str], message: str
+) -> None:
+    path = write(tmp_path, folders(tmp_path, **given))
+    error = error_of(path)
+    assert f"{path}:" in error
+    assert message.format(t=tmp_path).replace("/./", "/") in error.replace("/./", "/")
+
+
+def test_folders_that_share_a_prefix_are_fine(tmp_path: Path) -> None:
+    config.load(write(tmp_path, folders(tmp_path, outbox="in-links", done="in2")))
+
+
+def test_overlap_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    path = write(tmp_path, folders(tmp_path, inbox="real", done="alias/Done"))
+    assert "'done'" in error_of(path) and "is inside 'inbox'" in error_of(path)
+
+
+def test_overlap_is_found_by_identity_where_the_spelling_differs(tmp_path: Path) -> None:
+    # A bind mount (or a case-insensitive volume) gives one folder two spellings that resolve
+    # differently; device+inode still sees it. A hard-linked directory is not possible, so a
+    # second mount is the real thing: use one when root may, else the identity helper itself.
+    (tmp_path / "in").mkdir()
+    other = tmp_path / "In"
+    if os.geteuid() == 0 and os.system(f"mount --bind {tmp_path / 'in'} {other} 2>/dev/null") == 0:
+        pass
+    else:
+        other.mkdir()
+    try:
+        if config._identity(other) != config._identity(tmp_path / "in"):
+            pytest.skip("no second spelling of one folder here (needs root for a bind mount)")
+        path = write(tmp_path, folders(tmp_path, outbox="In"))
+        assert "'inbox' and 'outbox' are the same folder" in error_of(path)
+    finally:
+        if os.path.ismount(other):
+            os.system(f"umount {other}")
+
+
+def test_the_default_folders_are_apart(tmp_path: Path, isolated_home: Path) -> None:
+    settings = config.load(write(tmp_path, ""))
+    assert settings.inbox.parent == settings.done.parent
+
+
+# --- the loader only ever raises ConfigError (property) ------------------------------------
+
+
+yaml_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.binary(max_size=10).map(lambda b: b.decode("latin-1")),
+)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+key_names = st.sampled_from([key.name for key in config.KEYS]) | st.text(max_size=12)
+
+
+def _dump(mapping: dict[str, object]) -> str:
+    return yaml.safe_dump(mapping, allow_unicode=True)
+
+
+PROPERTY = hsettings(
+    derandomize=True,
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@PROPERTY
+@given(mapping=st.dictionaries(key_names, yaml_values, max_size=6))
+def test_loader_raises_only_config_error_on_any_values(
+    tmp_path: Path, mapping: dict[str, object]
+) -> None:
+    path = tmp_path / "prop.yaml"
+    path.write_text(_dump(mapping), encoding="utf-8")
+    with contextlib.suppress(ConfigError):
+        config.load(path)
+
+
+@PROPERTY
+@given(
+    text=st.one_of(
+        st.text(max_size=200),
+        st.lists(
+            st.sampled_from(
+                [k.name + ": " for k in config.KEYS]
+                + ["- ", "[", "]", "{", "}", ": ", "\n", "  ", "&a ", "*a ", "!!python/object ",
+                   "? ", "'", '"', "|", ">", "#", "%YAML 1.1\n", "---\n", "...\n", "!!binary ",
+                   "1e999", "~", "\t", "\\0", "\x00", "\ufeff", ".inf", "0x0.st", "{url}"]
+            ),
+            max_size=30,
+        ).map("".join),
+    ),
+    raw=st.binary(max_size=40),
+)  # fmt: skip
+def test_loader_raises_only_config_error_on_any_text(tmp_path: Path, text: str, raw: bytes) -> None:
+    for data in (text.encode("utf-8", "surrogatepass"), raw):
+        path = tmp_path / "prop.yaml"
+        path.write_bytes(data)
+        with contextlib.suppress(ConfigError):
+            config.load(path)
+
+
+@PROPERTY
+@given(client_id=st.text(max_size=20), api_url=st.text(max_size=20))
+def test_env_overrides_raise_only_config_error(
+    tmp_path: Path, client_id: str, api_url: str
+) -> None:
+    path = tmp_path / "prop.yaml"
+    path.write_text("", encoding="utf-8")
+    saved = {var: os.environ.get(var) for var in config.ENV_OVERRIDES.values()}
+    try:
+        if "\0" not in client_id + api_url:  # the OS itself refuses NUL in the environment
+            os.environ["IMGDROP_CLIENT_ID"] = client_id
+            os.environ["IMGDROP_API_URL"] = api_url
+        with contextlib.suppress(ConfigError):
+            config.load(path)
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 import stat
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ class Key:
     """One config key: its type, default, one-line help and allowed values."""
 
     name: str
-    kind: type  # str, int, float, bool or Path
+    kind: type  # str, int, float, bool, Path or list (of names)
     default: Any  # path keys: a "<pictures>/..." or "<data>/..." template, resolved at call time
     help: str
     low: float | None = None
@@ -65,6 +66,51 @@ def _clean_api_url(value: str) -> str | None:
     return value.rstrip("/") if ok and secure else None
 
 
+HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
+HOSTS_NEED = (
+    "a list of host names such as [imgur, catbox] (letters, digits, '.', '_', '-'), each once"
+)
+
+# What the clipboard presets stand for; anything else must be a template of these fields.
+CLIPBOARD_PRESETS = {
+    "url": "{url}",
+    "markdown": "![{name}]({url})",
+    "html": '<img src="{url}" alt="{name}">',
+    "bbcode": "[img]{url}[/img]",
+}
+CLIPBOARD_FIELDS = ("url", "name", "delete_url")
+CLIPBOARD_NEED = (
+    "url, markdown, html, bbcode, or a template using only {url}, {name} and {delete_url}"
+)
+
+
+def _clean_clipboard_format(value: str) -> str | None:
+    if value.lower() in CLIPBOARD_PRESETS:
+        return value.lower()
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(value)]
+    except ValueError:  # a lone { or }
+        return None
+    used = [name for name, _, _ in fields if name is not None]
+    # No field at all is most likely a misspelt preset; format specs could raise at upload time.
+    plain = all(
+        name in CLIPBOARD_FIELDS and not spec and not conv
+        for name, spec, conv in fields
+        if name is not None
+    )
+    return value if used and plain else None
+
+
+def clipboard_template(clipboard_format: str) -> str:
+    """Return the str.format template for a validated `clipboard_format`."""
+    return CLIPBOARD_PRESETS.get(clipboard_format, clipboard_format)
+
+
+def needs_client_id(settings: Settings) -> bool:
+    """Return whether the settings lack a client ID that the listed hosts need (imgur)."""
+    return "imgur" in settings.hosts and not settings.client_id
+
+
 CLIENT_ID_NEED = "the Client ID Imgur showed you (letters and digits, no spaces)"
 API_URL_NEED = "an https:// URL (plain http:// only for a loopback host: localhost, 127.0.0.1, ::1)"
 
@@ -75,17 +121,27 @@ KEYS: tuple[Key, ...] = (
     Key("outbox", Path, "<pictures>/imgdrop/Links", "link files"),
     Key("done", Path, "<pictures>/imgdrop/Done", "uploaded originals"),
     Key("failed", Path, "<pictures>/imgdrop/Failed", "rejected originals + reasons"),
+    Key("hosts", list, ["imgur"], "where to upload, in order of preference", need=HOSTS_NEED),
     Key("link_format", str, "webloc", "webloc, url, desktop or txt",
         choices=("webloc", "url", "desktop", "txt")),
+    Key("clipboard_format", str, "url",
+        "url, markdown, html, bbcode or template: {url} {name} {delete_url}",
+        need=CLIPBOARD_NEED, check=_clean_clipboard_format),
     Key("workers", int, 2, "parallel uploads (1-16)", low=1, high=16),
     Key("settle_seconds", float, 1.0, "quiet time before a file without a close event is ready",
         low=0, high=60),
+    Key("rescan_seconds", float, 60, "how often the inbox is listed again to catch missed events",
+        low=1, high=86400),
     Key("observer", str, "auto", "auto (inotify / FSEvents) or polling (network volumes)",
         choices=("auto", "polling")),
     Key("retry_initial_seconds", float, 2, "first backoff after a transient error; doubles",
         low=0, above=True),
     Key("retry_max_seconds", float, 900, "backoff cap", low=0, above=True),
     Key("max_attempts", int, 8, "tries for HTTP 5xx/timeouts before failed/", low=1),
+    Key("blocked_retry_hours", float, 6, "how long a host that refuses this network is skipped",
+        low=0, above=True, high=720),
+    Key("litterbox_expiry", str, "72h", "lifetime of litterbox uploads: 1h, 12h, 24h or 72h",
+        choices=("1h", "12h", "24h", "72h")),
     Key("videos", bool, False, "also upload videos"),
     Key("max_image_mb", float, 10, "larger stills go to failed/ without an upload",
         low=0, above=True),
@@ -111,13 +167,18 @@ class Settings:
     outbox: Path
     done: Path
     failed: Path
+    hosts: tuple[str, ...]
     link_format: str
+    clipboard_format: str
     workers: int
     settle_seconds: float
+    rescan_seconds: float
     observer: str
     retry_initial_seconds: float
     retry_max_seconds: float
     max_attempts: int
+    blocked_retry_hours: float
+    litterbox_expiry: str
     videos: bool
     max_image_mb: float
     clipboard: bool
@@ -170,6 +231,8 @@ def _need(key: Key) -> str:
         return "one of " + ", ".join(key.choices)
     what = {int: "an integer", float: "a number", bool: "true or false", Path: "a path"}
     text = what.get(key.kind, "text")
+    if key.low is not None and key.high is not None and key.above:
+        return f"{text} greater than {_number(key.low)} and at most {_number(key.high)}"
     if key.low is not None and key.high is not None:
         return f"{text} from {_number(key.low)} to {_number(key.high)}"
     if key.low is not None:
@@ -183,7 +246,24 @@ _ACCEPTS: dict[type, type | tuple[type, ...]] = {
     float: (int, float),  # an int is a fine float
     str: str,
     Path: str,
+    list: (list, str),  # a single name is a one-item list
 }
+
+
+def _names(value: object, subject: str, bad: _BadValueError) -> tuple[str, ...]:
+    """Return `value` as a tuple of unique host names; raise _BadValueError."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise bad
+    names: list[str] = []
+    for raw in items:
+        item = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
+        if not isinstance(item, str) or not HOST_NAME.fullmatch(item):
+            raise _BadValueError(f"{subject} must be {HOSTS_NEED}, got {_show(item)}")
+        if item in names:
+            raise _BadValueError(f"{subject} lists {item!r} twice")
+        names.append(item)
+    return tuple(names)
 
 
 def _convert(key: Key, value: object, base: Path, subject: str) -> Any:
@@ -197,8 +277,13 @@ def _convert(key: Key, value: object, base: Path, subject: str) -> Any:
     wrong_bool = isinstance(value, bool) and key.kind is not bool
     if wrong_bool or not isinstance(value, _ACCEPTS[key.kind]) or value == "":
         raise bad
+    if key.kind is list:
+        return _names(value, subject, bad)
     if key.kind in (int, float) and isinstance(value, (int, float)):
-        number = float(value) if key.kind is float else int(value)
+        try:
+            number = float(value) if key.kind is float else int(value)
+        except OverflowError:  # an integer too big for a float
+            raise bad from None
         low_ok = key.low is None or (number > key.low if key.above else number >= key.low)
         if not low_ok or (key.high is not None and number > key.high):
             raise bad
@@ -217,6 +302,8 @@ def _convert(key: Key, value: object, base: Path, subject: str) -> Any:
 
 
 def _expand(value: str, base: Path, subject: str) -> Path:
+    if "\0" in value:  # the OS refuses such paths with ValueError, not OSError
+        raise _BadValueError(f"{subject} must be a path without NUL characters")
     expanded = os.path.expandvars(value)
     # expandvars leaves unknown variables as they are; launchd jobs see few of the shell's.
     unset = re.search(r"\$(\w+|\{[^}]*\})", expanded)
@@ -294,7 +381,67 @@ def load(path: Path) -> Settings:
             f"{path}:{line}: 'retry_max_seconds' ({_number(settings.retry_max_seconds)}) "
             f"must be at least 'retry_initial_seconds' ({_number(settings.retry_initial_seconds)})"
         )
+    _check_folders(settings, lines)
     return settings
+
+
+FOLDER_KEYS = ("inbox", "outbox", "done", "failed")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _lineage(path: Path) -> list[tuple[Path, tuple[int, int] | None]]:
+    """Return the folder and its parents, resolved, each with its (dev, inode) if it exists."""
+    real = Path(os.path.realpath(path))
+    return [(p, _identity(p)) for p in (real, *real.parents)]
+
+
+def _check_folders(settings: Settings, lines: dict[str, int]) -> None:
+    """Raise ConfigError when two of the four folders are the same or one is inside another."""
+    # Resolved strings catch what does not exist yet; inodes catch case-insensitive or
+    # differently normalised spellings and bind mounts of what does.
+    lineages = {name: _lineage(getattr(settings, name)) for name in FOLDER_KEYS}
+    for i, outer in enumerate(FOLDER_KEYS):
+        for inner in FOLDER_KEYS[i + 1 :]:
+            problem = _overlap(lineages[outer], lineages[inner])
+            if problem is None:
+                continue
+            a, b = (outer, inner) if problem != "inside-reversed" else (inner, outer)
+            line = max(lines.get(outer, 0), lines.get(inner, 0))
+            where = f"{settings.path}:{line}" if line else str(settings.path)
+            pa, pb = getattr(settings, a), getattr(settings, b)
+            if problem == "same":
+                raise ConfigError(
+                    f"{where}: '{a}' and '{b}' are the same folder ({pa}); "
+                    "inbox, outbox, done and failed must be four different folders"
+                )
+            raise ConfigError(
+                f"{where}: '{b}' ({pb}) is inside '{a}' ({pa}); "
+                "inbox, outbox, done and failed must not be inside one another"
+            )
+
+
+def _same(x: tuple[Path, tuple[int, int] | None], y: tuple[Path, tuple[int, int] | None]) -> bool:
+    return x[0] == y[0] or (x[1] is not None and x[1] == y[1])
+
+
+def _overlap(
+    a: list[tuple[Path, tuple[int, int] | None]], b: list[tuple[Path, tuple[int, int] | None]]
+) -> str | None:
+    """Return "same", "inside" (b in a), "inside-reversed" (a in b) or None."""
+    if _same(a[0], b[0]):
+        return "same"
+    if any(_same(a[0], parent) for parent in b[1:]):
+        return "inside"
+    if any(_same(b[0], parent) for parent in a[1:]):
+        return "inside-reversed"
+    return None
 
 
 def _from_file(path: Path) -> tuple[dict[str, Any], dict[str, int], list[str]]:
@@ -337,6 +484,8 @@ def _scalar(value: object) -> str:
     """Return `value` as a YAML scalar that loads back to the same value."""
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_scalar(item) for item in value) + "]"
     text = str(value)
     if isinstance(value, str) and yaml.safe_load(text) != value:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
