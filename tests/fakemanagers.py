@@ -41,9 +41,47 @@ def loaded(label):
         return False
     return True
 
+SPAWN = bool(os.environ.get("FAKE_SPAWN"))  # really run the job, as launchd would
+
+def exitfile(label):
+    return f"{state_path}.{label}.exit"
+
+def spawn(label):
+    import subprocess
+    job = state[label]["job"]
+    if os.path.exists(exitfile(label)):
+        os.unlink(exitfile(label))
+    env = {k: os.environ[k] for k in ("HOME", "USER", "LOGNAME", "TMPDIR") if k in os.environ}
+    env.update(job.get("EnvironmentVariables", {}))
+    out = open(job.get("StandardOutPath", os.devnull), "ab")
+    supervisor = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake-job")
+    p = subprocess.Popen([sys.executable, supervisor, json.dumps(job["ProgramArguments"]),
+                          exitfile(label)], env=env, cwd="/", stdin=subprocess.DEVNULL,
+                         stdout=out, stderr=out, start_new_session=True)
+    state[label]["pid"] = p.pid
+
+def alive(label):
+    return bool(state[label].get("pid")) and not os.path.exists(exitfile(label))
+
+def term(label):
+    if alive(label):
+        try:
+            os.kill(state[label]["pid"], 15)
+        except ProcessLookupError:
+            pass
+
+def refresh(label):
+    if SPAWN and label in state:
+        job = state[label]
+        job["state"] = "running" if alive(label) else "not running"
+        if os.path.exists(exitfile(label)):
+            with open(exitfile(label)) as f:
+                job["last"] = f.read().strip() or job["last"]
+
 cmd, rest = sys.argv[1], sys.argv[2:]
 if cmd == "print":
     label = rest[0].rsplit("/", 1)[1]
+    refresh(label)
     job = state.get(label, {})
     if not loaded(label) or (os.environ.get("FAKE_PRINT_LIES") and job.get("gone_at")):
         print(f'Could not find service "{label}" in domain for user gui: {os.getuid()}',
@@ -58,6 +96,8 @@ elif cmd == "bootout":
         print("Boot-out failed: 3: No such process", file=sys.stderr)
         sys.exit(3)
     state[label]["gone_at"] = now + float(os.environ.get("FAKE_BOOTOUT_LAG", "1.5"))
+    if SPAWN:
+        term(label)
     save()
 elif cmd == "bootstrap":
     with open(rest[1], "rb") as f:
@@ -70,13 +110,18 @@ elif cmd == "bootstrap":
     state[job["Label"]] = {"path": rest[1], "state": "running" if running else "not running",
                            "pid": 4242 if running else None, "last": "(never exited)",
                            "job": job, "gone_at": None}
+    if SPAWN and running:
+        spawn(job["Label"])
     save()
 elif cmd in ("stop", "start"):
     label = rest[0]
     if not loaded(label):
         sys.exit(3)
-    state[label]["state"] = "running" if cmd == "start" else "not running"
-    state[label]["last"] = state[label]["last"] if cmd == "start" else "0"
+    if SPAWN:
+        spawn(label) if cmd == "start" and not alive(label) else term(label)
+    else:
+        state[label]["state"] = "running" if cmd == "start" else "not running"
+        state[label]["last"] = state[label]["last"] if cmd == "start" else "0"
     save()
 elif cmd not in ("enable", "disable", "kickstart"):
     print(f"Unrecognized subcommand: {cmd}", file=sys.stderr)
@@ -117,6 +162,19 @@ with open(state_path, "w") as f:
 """
 
 
+FAKE_JOB = r"""
+import json, signal, subprocess, sys
+argv, exitfile = json.loads(sys.argv[1]), sys.argv[2]
+child = subprocess.Popen(argv)
+signal.signal(signal.SIGTERM, lambda *a: child.send_signal(signal.SIGTERM))
+code = child.wait()
+with open(exitfile + ".tmp", "w") as f:
+    f.write(str(code if code >= 0 else 128 - code))
+import os
+os.replace(exitfile + ".tmp", exitfile)
+"""
+
+
 class FakeManager:
     """One fake service manager alone on PATH; `calls()` are its command lines in order."""
 
@@ -129,6 +187,7 @@ class FakeManager:
         body = LAUNCHCTL if name == "launchctl" else SYSTEMCTL
         script.write_text(f"#!{sys.executable}\n{body}")
         script.chmod(0o755)
+        (self.bin / "fake-job").write_text(FAKE_JOB)
         monkeypatch.setenv("PATH", str(self.bin))  # the real ones must not be found
         monkeypatch.setenv("FAKE_STATE", str(self.state))
         monkeypatch.setenv("FAKE_LOG", str(self.log))

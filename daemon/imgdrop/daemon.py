@@ -251,8 +251,14 @@ LOG_BACKUPS = 4
 RETRY_SECONDS = 60.0  # a journal or folder that would not open is tried again this often
 
 
+LOG_FILE_ENV = "IMGDROP_LOG_FILE"  # set by `imgdrop.maccheck` so its check job logs in its sandbox
+
+
 def service_log_file() -> Path:
     """Return the log file the service writes (and rotates)."""
+    chosen = os.environ.get(LOG_FILE_ENV)
+    if chosen and Path(chosen).is_absolute():
+        return Path(chosen)
     return Path(platformdirs.user_log_dir("imgdrop")) / "imgdrop.log"
 
 
