@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import plistlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -433,3 +434,96 @@ def test_a_file_removed_after_its_link_is_out_keeps_its_upload(
         ws.done.unlink()
         wait_until(pipeline.settled, message="the retry to find the file gone")
     assert [r.method for r in fake_imgur.requests] == ["POST"]
+
+
+def _upload_started(fake: FakeImgur) -> bool:
+    return any(r.path.endswith("/3/image") for r in fake.requests)
+
+
+def test_renaming_a_file_during_its_upload_keeps_the_upload(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    """Defect: a rename mid-upload deleted the upload and sent the bytes again."""
+    ws = workspace
+    fake_imgur.latency = 0.8
+    with running(ws):
+        ws.drop("Screenshot.png", images.png())
+        wait_until(lambda: _upload_started(fake_imgur), message="the upload under way")
+        (ws.inbox / "Screenshot.png").rename(ws.inbox / "holiday.png")
+        wait_until(lambda: done_count(ws, 1), message="the renamed file in done/")
+        wait_until(lambda: ws.names(ws.outbox) == ["holiday.webloc"], message="its link file")
+    assert len(fake_imgur.uploads) == 1
+    assert not any(r.method == "DELETE" for r in fake_imgur.requests)
+    assert ws.names(ws.done) == ["holiday.png"]
+
+
+def test_a_file_replaced_while_rejected_is_not_failed_with_the_old_reason(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    """Defect: the new file at the name went to failed/ with the old bytes' 400 reason."""
+    ws = workspace
+    fake_imgur.latency = 0.8
+    fake_imgur.fail_next(1, 400, message="Bad image")
+    fresh = images.png()
+    with running(ws):
+        ws.drop("shot.png", images.png())
+        wait_until(lambda: _upload_started(fake_imgur), message="the doomed upload")
+        tmp = ws.root / "new.png"
+        tmp.write_bytes(fresh)
+        tmp.replace(ws.inbox / "shot.png")  # a new file takes the name during the upload
+        wait_until(lambda: done_count(ws, 1), timeout=15, message="the new file uploaded")
+    assert ws.names(ws.failed) == []
+    assert (ws.done / "shot.png").read_bytes() == fresh
+
+
+def test_a_journal_write_that_fails_after_the_upload_never_uploads_twice(
+    workspace: Workspace, fake_imgur: FakeImgur, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Defect: a failed record_upload retried the file: a second, undeletable upload."""
+    ws = workspace
+    settings = ws.settings()
+    config.ensure_folders(settings)
+    fake_imgur.latency = 0.6
+    with Journal(settings.journal, busy_timeout=0.2) as journal:
+        pipeline = Pipeline(settings, journal)
+        pipeline.start()
+        watcher = Watcher(settings.inbox, settings.settle_seconds, False, pipeline.submit)
+        watcher.start()
+        blocker = sqlite3.connect(settings.journal, isolation_level=None)
+        try:
+            ws.drop("shot.png", images.png())
+            wait_until(lambda: _upload_started(fake_imgur), message="the upload under way")
+            blocker.execute("BEGIN EXCLUSIVE")  # the journal is busy when the answer comes
+            wait_until(lambda: "cannot record it" in caplog.text, message="the failed write")
+            blocker.execute("COMMIT")
+            wait_until(lambda: done_count(ws, 1), message="filed once the journal works")
+        finally:
+            blocker.close()
+            watcher.stop()
+            pipeline.stop(5)
+    assert len(fake_imgur.uploads) == 1
+    assert "its delete link: https://imgur.com/delete/" in caplog.text  # logged while unsaved
+    assert ws.names(ws.outbox) == ["shot.webloc"]
+
+
+def test_a_closed_gate_does_not_read_waiting_files(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    """Defect: while the rate limit was used up every due file was read and hashed in full."""
+    ws = workspace
+    fake_imgur.rate_limited(reset_in=3)
+    with running(ws):
+        ws.drop("first.png", images.png())
+        wait_until(lambda: len(fake_imgur.requests) == 1, message="the 429")
+        waiting = [ws.drop(f"w{i}.png", images.png(200_000)) for i in range(3)]
+        for path in waiting:  # atime before mtime: the next read moves it (relatime)
+            os.utime(path, (1_000_000, path.stat().st_mtime))
+        wait_until(lambda: len(fake_imgur.requests) == 1 and all(
+            p.stat().st_atime == 1_000_000 for p in waiting), message="files seen")  # fmt: skip
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:  # the gate is closed for ~3 s: no read meanwhile
+            assert all(p.stat().st_atime == 1_000_000 for p in waiting), "a gated file was read"
+            time.sleep(0.05)
+        wait_until(lambda: done_count(ws, 4), timeout=10, message="all after the reset")
+    # the probe can fail: once uploaded, the reads did move atime
+    assert all((ws.done / p.name).stat().st_atime != 1_000_000 for p in waiting)

@@ -143,6 +143,8 @@ class Steps:
             return self._fail(job, None, str(rejected), {})
         sha256 = file_sha256(job.stream, job.st.st_size)
         with self._only_one(sha256):  # two copies dropped at once: one upload
+            if not unchanged(job, sha256):
+                return None  # filed by the worker that held these bytes, or changed: its event
             entry = self.entry_for(job, sha256)
             fresh = entry.state == "uploading"  # this job sends it (else resumed or reused)
             if fresh:
