@@ -229,6 +229,8 @@ class FakeHosts:
         self._files: dict[str, tuple[bytes, str, str]] = {}  # link path -> (content, mime, token)
         self._host_faults: dict[str, deque[_Fault]] = {}
         self._edge_block = False
+        # Imgur links point at i.imgur.com like the real API; True serves them here (/i/<id>)
+        self.local_links = False
         self._port = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -557,6 +559,8 @@ class FakeHosts:
         mime, ext, width, height = _describe(content, part.get_content_type(), kind == "video")
         image_id, deletehash = _token(7), _token(15)
         link = f"https://i.imgur.com/{image_id}.{ext}"
+        if self.local_links:
+            link = f"{self.url}/i/{image_id}.{ext}"
         info = {
             "id": image_id, "deletehash": deletehash, "link": link, "type": mime,
             "width": width, "height": height, "size": len(content),
@@ -571,6 +575,8 @@ class FakeHosts:
             with self._lock:
                 self._images[image_id] = info
                 self._uploads.append(record)
+                if self.local_links:
+                    self._files[urlsplit(link).path] = (content, mime, deletehash)
 
         doc = {"data": info, "success": True, "status": 200}
         answer_headers = self._rate_headers(spend=True)
@@ -610,6 +616,7 @@ class FakeHosts:
                 info = next((i for i in self._images.values() if i["deletehash"] == key), None)
                 if info is not None:
                     del self._images[info["id"]]
+                    self._files.pop(urlsplit(info["link"]).path, None)
         if info is None:
             return error_reply(404, f"Unable to find an image with the id, {key}", path, method)
         data = True if method == "DELETE" else info
@@ -913,6 +920,7 @@ FakeImgur = FakeHosts  # the name the older tests use
 def main() -> int:
     """Serve every fake host on loopback, print the base URL, stop on SIGTERM/SIGINT."""
     fake = FakeHosts()
+    fake.local_links = True  # a newcomer's links open in the browser
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:

@@ -237,13 +237,16 @@ def render(parts: list[_Part], ctx: _Context) -> str:
 # --- loading -----------------------------------------------------------------------------------
 
 
-def _expand_vars(value: str, where: str) -> str:
-    """Expand $NAME / ${NAME} from the environment ($$ is a literal $); raise _TemplateError."""
+def _expand_vars(value: str, where: str, env: bool = True) -> str:
+    """Expand $NAME / ${NAME} from the environment ($$ is a literal $); raise _TemplateError
+    for a missing variable (with env=False, only check the syntax: missing ones become "")."""
 
     def one(match: re.Match[str]) -> str:
         if match.group(3):
             return "$"
         name = match.group(1) or match.group(2)
+        if not env:
+            return os.environ.get(name, "")
         if name not in os.environ:
             raise _TemplateError(f"the environment variable ${name} is not set ({where})")
         return os.environ[name]
@@ -317,11 +320,11 @@ def _template(path: Path, key: str, text: str, allowed: set[str]) -> list[_Part]
     return parts
 
 
-def _headers(doc: dict[str, Any], path: Path) -> dict[str, str]:
+def _headers(doc: dict[str, Any], path: Path, env: bool) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in _mapping(doc, path, "Headers").items():
         try:
-            expanded = _expand_vars(value, f"header {name}")
+            expanded = _expand_vars(value, f"header {name}", env)
         except _TemplateError as exc:
             raise ConfigError(f"{path}: Headers: {exc}") from None
         if any(ch in expanded for ch in "\r\n"):
@@ -330,11 +333,11 @@ def _headers(doc: dict[str, Any], path: Path) -> dict[str, str]:
     return headers
 
 
-def _arguments(doc: dict[str, Any], path: Path) -> dict[str, list[_Part]]:
+def _arguments(doc: dict[str, Any], path: Path, env: bool) -> dict[str, list[_Part]]:
     arguments: dict[str, list[_Part]] = {}
     for name, value in _mapping(doc, path, "Arguments").items():
         try:
-            expanded = _expand_vars(value, f"argument {name}")
+            expanded = _expand_vars(value, f"argument {name}", env)
         except _TemplateError as exc:
             raise ConfigError(f"{path}: Arguments: {exc}") from None
         arguments[name] = _template(path, "Arguments", expanded, _REQUEST_FUNCS)
@@ -353,8 +356,23 @@ def _check_keys(doc: dict[str, Any], path: Path) -> None:
         raise ConfigError(f"{path}: ResponseType: only Text is supported")
 
 
-def parse_sxcu(path: Path) -> _Spec:
-    """Return the request template `path` describes; raise ConfigError naming file and key."""
+def variables(path: Path) -> list[str]:
+    """The environment variables the Headers/Arguments of a (valid) .sxcu file use."""
+    doc = _read_doc(path)
+    names: list[str] = []
+    for key in ("Headers", "Arguments"):
+        for value in _mapping(doc, path, key).values():
+            for match in _VAR.finditer(value):
+                name = match.group(1) or match.group(2)
+                if name and name not in names:
+                    names.append(name)
+    return names
+
+
+def parse_sxcu(path: Path, env: bool = True) -> _Spec:
+    """Return the request template `path` describes; raise ConfigError naming file and key.
+
+    env=False checks everything but whether the $VARS are set (for `hosts import`)."""
     doc = _read_doc(path)
     _check_keys(doc, path)
     method_key = "RequestMethod" if "RequestMethod" in doc else "RequestType"
@@ -378,8 +396,8 @@ def parse_sxcu(path: Path) -> _Spec:
     problem = url_problem(render(url, _Context("x.png")))
     if problem is not None:
         raise ConfigError(f"{path}: RequestURL: cannot be used: {problem}")
-    headers = _headers(doc, path)
-    arguments = _arguments(doc, path)
+    headers = _headers(doc, path, env)
+    arguments = _arguments(doc, path, env)
     parameters = {
         name: _template(path, "Parameters", value, _REQUEST_FUNCS)
         for name, value in _mapping(doc, path, "Parameters").items()
