@@ -5,13 +5,18 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import re
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from imgdrop import filing
 from imgdrop.filing import candidates, claim, error_path, file_failed, link_at
@@ -270,6 +275,25 @@ def test_file_failed_across_file_systems_copies(tmp_path: Path, other_fs_dir: Pa
     assert names(failed) == ["clip (2).mp4", "clip (2).mp4.error.txt", "clip.mp4"]  # no temp
 
 
+def test_cross_device_copy_takes_mode_and_times_never_flags(
+    tmp_path: Path, other_fs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # shutil.copystat also copies st_flags (chflags) and xattrs: EPERM on exFAT/SMB and
+    # undeletable copies of Finder-locked files on macOS (issue 8).
+    def no_copystat(*args: object, **kwargs: object) -> None:
+        raise AssertionError("copystat copies BSD flags")
+
+    monkeypatch.setattr(shutil, "copystat", no_copystat)
+    src = _drop(other_fs_dir, "shot.png", b"data")
+    src.chmod(0o640)
+    os.utime(src, ns=(1_600_000_000_123_456_789, 1_700_000_000_987_654_321))
+    dest = tmp_path / "Done" / "shot.png"
+    link_at(src, dest)
+    st = dest.stat()
+    assert (st.st_mode & 0o7777, st.st_mtime_ns) == (0o640, 1_700_000_000_987_654_321)
+    assert st.st_atime_ns == 1_600_000_000_123_456_789
+
+
 def test_file_failed_leaves_the_original_when_the_error_file_cannot_be_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -337,12 +361,132 @@ def test_file_failed_without_hard_links_copies_and_survives_a_race(
 @pytest.mark.parametrize(
     ("code", "expected"),
     [
-        (errno.EPERM, "imgdrop is not allowed to use /x/Done (on macOS: give the Python"),
+        (errno.EPERM, "imgdrop is not allowed to use /x/Done (check its owner"),
         (errno.EACCES, "imgdrop is not allowed to use /x/Done"),
         (errno.ENOSPC, "the disk holding /x/Done is full"),
         (errno.ENOTDIR, "cannot use /x/Done: Not a directory"),
     ],
 )
-def test_local_errors_are_explained_in_plain_words(code: int, expected: str) -> None:
+def test_local_errors_are_explained_in_plain_words(
+    code: int, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
     err = OSError(code, os.strerror(code), "/x/Done")
     assert filing.explain(err).startswith(expected)
+
+
+def test_disk_full_names_the_folder_not_our_temp_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    err = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/x/Links/.imgdrop-0123abcd.tmp")
+    assert filing.explain(err) == "the disk holding /x/Links is full"
+    assert filing.explain(err, Path("/y/Done")) == "the disk holding /y/Done is full"
+    bare = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert filing.explain(bare, Path("/y/Done")) == "the disk holding /y/Done is full"
+
+
+def test_permission_refusal_on_macos_names_the_privacy_grant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    err = OSError(errno.EPERM, os.strerror(errno.EPERM), "/Users/a/Desktop/Inbox")
+    text = filing.explain(err)
+    assert "/Users/a/Desktop/Inbox" in text and "Privacy & Security" in text
+
+
+# --- names: never give up, never too long, any bytes (defect 17, 12) -------------------------
+
+
+def test_after_the_numbered_names_random_suffixes_never_end() -> None:
+    names = list(itertools.islice(candidates("shot.png"), filing.NUMBERED + 50))
+    assert names[filing.NUMBERED - 1] == f"shot ({filing.NUMBERED}).png"
+    tail = names[filing.NUMBERED :]
+    assert all(re.fullmatch(r"shot \([0-9a-f]{8}\)\.png", n) for n in tail)
+    assert len(set(names)) == len(names)
+
+
+def test_claim_past_many_clashes_costs_a_bounded_number_of_tries(tmp_path: Path) -> None:
+    for cand in itertools.islice(candidates("a.png"), 500):
+        (tmp_path / cand).touch()  # 500 taken names, including 480 random ones
+    tried: list[str] = []
+
+    def create(path: Path) -> None:
+        tried.append(path.name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        os.close(fd)
+
+    got = claim(tmp_path, "a.png", create)
+    assert got.name not in {"a.png"} and len(tried) <= filing.NUMBERED + 2
+
+
+def test_file_failed_past_ten_thousand_clashes(tmp_path: Path) -> None:
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "x.png").touch()
+    for n in range(2, 10_050):
+        (failed / f"x ({n}).png").touch()
+    src = _drop(tmp_path / "in", "x.png", b"data")
+    dest = file_failed(src, failed, "bad", {})
+    assert dest.read_bytes() == b"data" and not src.exists()
+    assert re.fullmatch(r"x \([0-9a-f]{8}\)\.png", dest.name)
+
+
+def test_long_names_are_trimmed_keeping_the_suffix_and_whole_characters() -> None:
+    name = "é" * 127 + ".png"  # 254 + 4 bytes: over the limit once numbered
+    first, second = itertools.islice(candidates(name), 2)
+    assert first.endswith(".png") and len(os.fsencode(first)) <= 255
+    assert second.endswith(" (2).png") and len(os.fsencode(second)) <= 255
+    second.encode("utf-8")  # no split sequence
+    reserved = next(candidates("a" * 255, reserve=10))
+    assert len(reserved) == 245
+
+
+def test_error_text_of_a_non_utf8_name_is_written(tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    raw = b"caf\xe9 \xff.png"
+    src = inbox / os.fsdecode(raw)  # pathlib encodes it back to the same bytes
+    src.write_bytes(images.png())
+    assert os.fsencode(inbox) + b"/" + raw in [os.fsencode(p) for p in inbox.iterdir()]
+    dest = file_failed(src, tmp_path / "failed", "not an image", {"server message": "x\ud800y"})
+    assert os.fsencode(dest.name) == raw
+    text = error_path(dest).read_text(encoding="utf-8")
+    assert "file: caf\\xe9 \\xff.png" in text
+    assert "server message: x\\ud800y" in text
+
+
+# --- the property: any name, any clashes --------------------------------------------------
+
+name_bytes = st.binary(min_size=1, max_size=300).filter(
+    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")
+)
+
+
+@hsettings(
+    derandomize=True,
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(raw=name_bytes, taken=st.integers(min_value=0, max_value=30))
+def test_naming_never_overwrites_fits_and_round_trips(
+    tmp_path: Path, raw: bytes, taken: int
+) -> None:
+    name = os.fsdecode(raw[:255])
+    folder = tmp_path / uuid.uuid4().hex
+    folder.mkdir()
+    existing = list(itertools.islice(candidates(name), taken))
+    for i, cand in enumerate(existing):
+        (folder / cand).write_bytes(str(i).encode())
+
+    def create(path: Path) -> None:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+
+    got = claim(folder, name, create, reserve=len(filing.ERROR_SUFFIX))
+    encoded = os.fsencode(got.name)
+    assert len(encoded) + len(filing.ERROR_SUFFIX) <= 255
+    assert os.fsdecode(encoded) == got.name  # round-trips through the OS
+    assert got.name not in existing
+    for i, cand in enumerate(existing):
+        assert (folder / cand).read_bytes() == str(i).encode()  # nothing overwritten
+    if not taken and len(raw) <= 245:
+        assert encoded == raw[:255]  # a name that fits is kept as it is
+    shutil.rmtree(folder)

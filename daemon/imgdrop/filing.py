@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import logging
 import os
+import re
 import secrets
 import shutil
+import stat
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -22,8 +24,13 @@ from pathlib import Path, PurePath
 
 log = logging.getLogger(__name__)
 
-# Give up after this many taken names rather than probe forever.
-MAX_CANDIDATES = 10_000
+# After this many numbered names a random suffix follows: probing "name (10001).png" one by
+# one would cost a stat per taken name on every claim.
+NUMBERED = 20
+# The longest file name (in bytes) macOS (APFS/HFS+) and Linux file systems take.
+NAME_MAX = 255
+# A longer "suffix" is no extension ("notes.read me first ..."): trim it like a stem.
+_MAX_SUFFIX_BYTES = 32
 
 # os.link errors that mean "no hard link possible here" rather than "cannot write here":
 # another file system, a file system without hard links (exFAT, some network shares),
@@ -32,31 +39,51 @@ _NO_LINK = frozenset(
     {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 )
 
+ERROR_SUFFIX = ".error.txt"
 # Order of the well-known detail lines in an .error.txt; other keys follow in given order.
 _DETAIL_ORDER = ("file", "status", "server message", "time")
 _MAX_DETAIL_CHARS = 2000
 
 
-def candidates(name: str) -> Iterator[str]:
-    """Yield `name`, then "stem (2).suffix", "stem (3).suffix", ... without end."""
-    yield name
+def candidates(name: str, reserve: int = 0) -> Iterator[str]:
+    """Yield `name`, "stem (2).suffix" … "stem (NUMBERED).suffix", then random suffixes forever.
+
+    Every name fits in NAME_MAX - `reserve` bytes (room for e.g. ".error.txt"): the stem is
+    trimmed by whole characters, the suffix kept. Names hold any bytes as surrogateescape'd str.
+    """
+    limit = NAME_MAX - reserve
     stem, suffix = PurePath(name).stem, PurePath(name).suffix
-    for n in itertools.count(2):
-        yield f"{stem} ({n}){suffix}"
+    if len(os.fsencode(suffix)) > _MAX_SUFFIX_BYTES:
+        stem, suffix = name, ""
+    yield _fit(stem, "", suffix, limit)
+    for n in range(2, NUMBERED + 1):
+        yield _fit(stem, f" ({n})", suffix, limit)
+    while True:
+        yield _fit(stem, f" ({secrets.token_hex(4)})", suffix, limit)
 
 
-def claim(folder: Path, name: str, create: Callable[[Path], None]) -> Path:
+def _fit(stem: str, tag: str, suffix: str, limit: int) -> str:
+    """Return stem+tag+suffix, the stem shortened by whole characters to fit `limit` bytes."""
+    tail = len(os.fsencode(tag + suffix))
+    size = len(os.fsencode(stem))
+    # Dropping characters from the end never splits a UTF-8 sequence (and an escaped
+    # non-UTF-8 byte is one character of one byte).
+    while stem and size + tail > limit:
+        size -= len(os.fsencode(stem[-1]))
+        stem = stem[:-1]
+    return stem + tag + suffix
+
+
+def claim(folder: Path, name: str, create: Callable[[Path], None], reserve: int = 0) -> Path:
     """Return the first folder/candidate for which `create` did not raise FileExistsError."""
-    for cand in itertools.islice(candidates(name), MAX_CANDIDATES):
+    for cand in candidates(name, reserve):
         path = folder / cand
         try:
             create(path)
         except FileExistsError:
             continue
         return path
-    raise FileExistsError(
-        errno.EEXIST, f"no free name for {name!r} after {MAX_CANDIDATES} tries", str(folder)
-    )
+    raise AssertionError("candidates() never ends")  # pragma: no cover
 
 
 def write_temp(folder: Path, data: bytes) -> Path:
@@ -130,7 +157,7 @@ def file_failed(src: Path, folder: Path, reason: str, details: Mapping[str, str]
     Raises OSError when it cannot be filed; `src` then stays where it was. If a new file took
     `src`'s name meanwhile, that file is left in place (logged) and the path is still returned.
     """
-    text = error_text(reason, {"file": src.name, **details}).encode("utf-8")
+    text = _encode(error_text(reason, {"file": src.name, **details}))
     folder.mkdir(parents=True, exist_ok=True)
     before = src.lstat()
 
@@ -150,7 +177,7 @@ def file_failed(src: Path, folder: Path, reason: str, details: Mapping[str, str]
                 error_path(dest).unlink()
             raise
 
-    dest = claim(folder, src.name, create)
+    dest = claim(folder, src.name, create, reserve=len(ERROR_SUFFIX))
     with contextlib.suppress(FileNotFoundError):
         now = src.lstat()
         # A hard link shares dest's inode; a copy was made from the file `before` describes.
@@ -164,7 +191,7 @@ def file_failed(src: Path, folder: Path, reason: str, details: Mapping[str, str]
 
 def error_path(dest: Path) -> Path:
     """Return where the error text for the failed file `dest` lives."""
-    return dest.with_name(f"{dest.name}.error.txt")
+    return dest.with_name(dest.name + ERROR_SUFFIX)
 
 
 def error_text(reason: str, details: Mapping[str, str]) -> str:
@@ -174,6 +201,16 @@ def error_text(reason: str, details: Mapping[str, str]) -> str:
     keys = [k for k in _DETAIL_ORDER if k in merged] + [k for k in merged if k not in _DETAIL_ORDER]
     lines = [_one_line(reason)] + [f"{k}: {_one_line(str(merged[k]))}" for k in keys]
     return "\n".join(lines) + "\n"
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+
+
+def _encode(text: str) -> bytes:
+    """Return `text` as UTF-8; bytes of a non-UTF-8 name show as \\xNN, never an error."""
+    # A lone surrogate that is no escaped byte (e.g. from a server's JSON) shows as \\uNNNN.
+    text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").encode()
 
 
 def _one_line(text: str) -> str:
@@ -193,7 +230,11 @@ def _copy_to_temp(src: Path, folder: Path) -> Path:
             shutil.copyfileobj(fin, fout, 1 << 20)
             fout.flush()
             os.fsync(fout.fileno())
-        shutil.copystat(src, temp, follow_symlinks=False)
+            st = os.fstat(fin.fileno())
+        # Mode and times only: copystat would also copy BSD flags (uchg from a Finder lock,
+        # refused with EPERM on exFAT/SMB) and xattrs such as quarantine.
+        temp.chmod(stat.S_IMODE(st.st_mode))
+        os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns))
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
@@ -211,16 +252,21 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def explain(err: OSError) -> str:
-    """A local file error in plain words; macOS privacy refusals get the fix."""
-    where = err.filename or "a folder"
+def explain(err: OSError, folder: Path | None = None) -> str:
+    """A local file error in plain words, naming `folder` (else the error's file); with the fix."""
+    where: object = folder or err.filename or "a folder"
+    if folder is None and err.filename and PurePath(str(err.filename)).name.startswith(".imgdrop-"):
+        where = PurePath(str(err.filename)).parent  # our temp file means nothing to the user
     if err.errno in (errno.EPERM, errno.EACCES):
-        return (
-            f"imgdrop is not allowed to use {where} (on macOS: give the Python that runs "
-            "imgdrop Full Disk Access in System Settings > Privacy & Security)"
-        )
+        if sys.platform == "darwin":
+            from imgdrop import macos  # noqa: PLC0415 - only macOS has TCC to explain
+
+            return macos.eperm_hint(str(where))
+        return f"imgdrop is not allowed to use {where} (check its owner and permissions)"
     if err.errno == errno.ENOSPC:
         return f"the disk holding {where} is full"
+    if err.errno == errno.EDQUOT:
+        return f"your disk quota for {where} is used up"
     return f"cannot use {where}: {err.strerror or err}"
 
 
@@ -229,5 +275,5 @@ def remove_stale_temps(folder: Path, older_than: float = 60.0) -> None:
     cutoff = time.time() - older_than
     for temp in folder.glob(".imgdrop-*.tmp"):
         with contextlib.suppress(OSError):
-            if temp.lstat().st_ctime < cutoff:  # copystat may set an old mtime; not ctime
+            if temp.lstat().st_ctime < cutoff:  # a copy's mtime is the original's; not ctime
                 temp.unlink()
