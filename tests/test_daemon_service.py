@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import platform
 import plistlib
 import signal
 import subprocess
@@ -252,3 +253,13 @@ def test_run_once_gives_up_on_a_file_held_open_for_writing(
     assert ws.names(ws.done) == ["done.png"]
     assert "writing.png" in ws.names(ws.inbox)
     assert CLIENT_ID not in done.stderr
+
+
+def test_a_privacy_refusal_on_macos_names_the_grant(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    err = PermissionError(1, "Operation not permitted", "/Users/u/Desktop/in")
+    text = daemon._plain(err)
+    assert "/Users/u/Desktop/in" in text
+    assert "Privacy & Security › Full Disk Access" in text
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    assert daemon._plain(err) == str(err)

@@ -7,6 +7,7 @@ import fcntl
 import logging
 import logging.handlers
 import os
+import platform
 import signal
 import threading
 import time
@@ -15,7 +16,7 @@ from types import FrameType
 
 import platformdirs
 
-from imgdrop import __version__, notify
+from imgdrop import __version__, macos, notify
 from imgdrop.config import ConfigError, Settings, ensure_folders, load
 from imgdrop.exitcodes import Exit
 from imgdrop.journal import Journal, JournalError
@@ -333,7 +334,7 @@ def run_service(config_path: Path) -> Exit:
         try:
             settings = _load_for_service(config_path)
         except (ConfigError, OSError) as err:
-            problem = f"imgdrop is waiting for its config to be fixed: {err}"
+            problem = f"imgdrop is waiting for its config to be fixed: {_plain(err)}"
             if problem != said:
                 log.error("%s", problem)
                 alerts.alert("imgdrop cannot start", f"Fix the config file: {err}")
@@ -368,6 +369,13 @@ def run_service(config_path: Path) -> Exit:
             os.close(lock)
     log.info("stopped")
     return Exit.OK
+
+
+def _plain(err: Exception) -> str:
+    """Return `err` in plain words; macOS privacy refusals name the grant to make."""
+    if isinstance(err, PermissionError) and platform.system() == "Darwin":
+        return macos.eperm_hint(err.filename or "a folder")
+    return str(err)
 
 
 def _say_once(said: str | None, problem: str) -> str:
