@@ -227,10 +227,10 @@ def _copy_to_temp(src: Path, folder: Path) -> Path:
     try:
         fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as fin, temp.open("r+b") as fout:
+            st = os.fstat(fin.fileno())  # before reading moves the access time
             shutil.copyfileobj(fin, fout, 1 << 20)
             fout.flush()
             os.fsync(fout.fileno())
-            st = os.fstat(fin.fileno())
         # Mode and times only: copystat would also copy BSD flags (uchg from a Finder lock,
         # refused with EPERM on exFAT/SMB) and xattrs such as quarantine.
         temp.chmod(stat.S_IMODE(st.st_mode))
