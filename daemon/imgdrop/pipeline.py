@@ -31,7 +31,7 @@ class Pipeline:
         self._journal = journal
         self._queue = WorkQueue()
         self._states = HostStates(
-            _chain(settings), journal, _blocked_hours(settings), _retry(settings),
+            settings.hosts, journal, settings.blocked_retry_hours, _retry(settings),
             on_usable=self._wake,
         )  # fmt: skip
         self._steps = Steps(journal, self._states, _notifier(settings))
@@ -65,7 +65,7 @@ class Pipeline:
         self._steps.hosts = {host.name: host for host in hosts.build(settings)}
         for host in previous.values():
             host.close()
-        self._states.configure(_chain(settings), _blocked_hours(settings), _retry(settings))
+        self._states.configure(settings.hosts, settings.blocked_retry_hours, _retry(settings))
         self._workers.resize(settings.workers)
         if old.inbox != settings.inbox:
             self._queue.forget(old.inbox)  # before resume() makes its waiting files due
@@ -138,17 +138,8 @@ class Pipeline:
 
 
 def _notifier(settings: Settings) -> Notifier:
-    fmt = getattr(settings, "clipboard_format", "url")  # TEMP until config has the key
-    return Notifier(settings.clipboard, settings.notify, fmt)
+    return Notifier(settings.clipboard, settings.notify, settings.clipboard_format)
 
 
 def _retry(settings: Settings) -> tuple[float, float]:
     return settings.retry_initial_seconds, settings.retry_max_seconds
-
-
-def _chain(settings: Settings) -> list[str]:
-    return list(getattr(settings, "hosts", None) or ["imgur"])  # TEMP until config has the key
-
-
-def _blocked_hours(settings: Settings) -> float:
-    return float(getattr(settings, "blocked_retry_hours", 6))  # TEMP until config has the key
