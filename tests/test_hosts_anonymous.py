@@ -253,3 +253,22 @@ def test_hosts_are_safe_to_share_between_workers(fake: FakeHosts, hosts: dict[st
     for thread in threads:
         thread.join(10)
     assert len(results) == 12 and all(isinstance(r, Uploaded) for r in results)
+
+
+def test_a_name_that_is_not_utf8_still_uploads(fake: FakeHosts, hosts: dict[str, Host]) -> None:
+    name = b"shot \xff\x01.png".decode("utf-8", "surrogateescape")
+    data = images.png(100)
+    outcome = hosts["0x0.st"].upload(io.BytesIO(data), len(data), name, PNG).outcome
+    assert isinstance(outcome, Uploaded)
+    assert fake.uploads_to("0x0.st")[0].filename == "shot \ufffd .png"
+
+
+class Exploding(io.BytesIO):
+    def read(self, n: int | None = -1) -> bytes:
+        raise RuntimeError("a bug")
+
+
+def test_an_unexpected_error_is_a_transient_not_an_exception(hosts: dict[str, Host]) -> None:
+    outcome = hosts["catbox"].upload(Exploding(b"x" * 10), 10, "a.png", PNG).outcome
+    assert isinstance(outcome, Transient)
+    assert outcome.message == "RuntimeError"

@@ -37,7 +37,9 @@ from imgdrop.hosts.base import (
     Uploaded,
     acceptable_link,
     clip,
+    guarded,
     retry_after,
+    wire_name,
 )
 
 DEFAULTS = {
@@ -113,7 +115,9 @@ class AnonymousHost(Host):
             return f"{self.name} takes files up to {self.limit_mb:g} MB."
         return None
 
+    @guarded
     def upload(self, stream: BinaryIO, size: int, name: str, kind: FileType) -> Reply:
+        name = wire_name(name)
         fields: dict[str, Any] = dict(self._extra)
         fields[self.field] = (name, BoundedReader(stream, size), kind.mime)
         encoder = MultipartEncoder(fields=fields)
@@ -148,6 +152,7 @@ class ZeroXZero(AnonymousHost):
             return Uploaded(outcome.link, outcome.id, token)
         return outcome
 
+    @guarded
     def delete(self, delete_handle: str | None, link: str) -> DeleteOutcome:
         if not delete_handle:
             return NoDelete("0x0.st gave no delete token for this upload, so it cannot be deleted.")
@@ -178,6 +183,7 @@ class Catbox(AnonymousHost):
     field = "fileToUpload"
     limit_mb = 200.0
 
+    @guarded
     def delete(self, delete_handle: str | None, link: str) -> DeleteOutcome:
         return NoDelete("catbox keeps anonymous uploads forever and has no delete.")
 
@@ -192,6 +198,7 @@ class Litterbox(AnonymousHost):
         super().__init__("litterbox", url, {"reqtype": "fileupload", "time": expiry})
         self.expiry = expiry
 
+    @guarded
     def delete(self, delete_handle: str | None, link: str) -> DeleteOutcome:
         return NoDelete(
             f"litterbox has no delete; the upload expires by itself ({self.expiry} after upload)."

@@ -9,15 +9,16 @@ answer body and message it hands back.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, BinaryIO, TypeAlias
+from typing import Any, BinaryIO, ParamSpec, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -26,6 +27,8 @@ from imgdrop import __version__
 from imgdrop.filetype import FileType
 
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DAY = 86400.0
 MB = 1024 * 1024
@@ -123,6 +126,35 @@ class Reply:
 
 
 # --- the interface ----------------------------------------------------------------------------
+
+
+def wire_name(name: str) -> str:
+    """Return `name` as text a request can carry: a non-UTF-8 name (surrogate-escaped bytes)
+    gets U+FFFD for its bad bytes, control characters become spaces."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join(" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in text) or "file"
+
+
+def guarded(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn an unexpected exception in a host's upload/delete into a Transient (logged once)
+    instead of letting it reach the pipeline; a bug here must not look like a crash there."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            logger.exception("unexpected error in %s", method.__qualname__)
+            outcome = Transient(
+                "An unexpected error happened while talking to the host; will retry.",
+                None,
+                type(exc).__name__,
+            )
+            if method.__name__ == "upload":
+                return Reply(outcome)  # type: ignore[return-value]
+            return outcome  # type: ignore[return-value]
+
+    return wrapper
 
 
 class Host:

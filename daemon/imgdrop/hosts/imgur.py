@@ -42,8 +42,10 @@ from imgdrop.hosts.base import (
     Uploaded,
     acceptable_link,
     clamp_until,
+    guarded,
     lower,
     retry_after,
+    wire_name,
 )
 
 # --- rate limits ------------------------------------------------------------------------------
@@ -420,8 +422,10 @@ class ImgurHost(Host):
             return "Imgur does not take HEIC/HEIF photos."
         return None
 
+    @guarded
     def upload(self, stream: BinaryIO, size: int, name: str, kind: FileType) -> Reply:
         """Return the outcome of uploading exactly `size` bytes of `stream` as `name`."""
+        name = wire_name(name)
         # video sent to /3/image hangs for a minute and fails; /3/image keeps APNG animated
         path, field = ("/3/upload", "video") if kind.video else ("/3/image", "image")
         body = BoundedReader(stream, size)
@@ -445,6 +449,7 @@ class ImgurHost(Host):
             blocked = None
         return Reply(outcome, limits.to_json() if limits else None, blocked)
 
+    @guarded
     def delete(self, delete_handle: str | None, link: str = "") -> DeleteOutcome:
         """Return Deleted once Imgur confirms deleting the upload, else the failure outcome."""
         if not delete_handle:

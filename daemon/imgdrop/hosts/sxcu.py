@@ -40,7 +40,9 @@ from imgdrop.hosts.base import (
     Uploaded,
     acceptable_link,
     clip,
+    guarded,
     url_problem,
+    wire_name,
 )
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -445,7 +447,9 @@ class SxcuHost(Host):
     def __repr__(self) -> str:
         return f"SxcuHost({self.name!r}, {self._base_shown!r})"
 
+    @guarded
     def upload(self, stream: BinaryIO, size: int, name: str, kind: FileType) -> Reply:
+        name = wire_name(name)
         spec = self._spec
         quoted = quote(name, safe="")
         url = render(spec.url, _Context(quoted))
@@ -515,6 +519,7 @@ class SxcuHost(Host):
         # other generated DeletionURLs (XBackBone's <url>/delete/<token>) are opened with GET
         return "DELETE" if re.search(r"/api/(user/)?files?/", urlsplit(url).path) else "GET"
 
+    @guarded
     def delete(self, delete_handle: str | None, link: str) -> DeleteOutcome:
         if self._spec.deletion is None:
             return NoDelete(f"{self.name} has no DeletionURL in {self.path}, so it has no delete.")
