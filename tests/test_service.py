@@ -248,6 +248,14 @@ def test_install_refuses_a_client_id_only_in_the_environment(
     assert not managers.plist_path().exists()
 
 
+def test_install_refuses_a_missing_config(
+    systemctl: FakeManager, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_service("install", "systemd", default_config(), config_given=False) == 78
+    assert f"imgdrop --config {default_config()} init" in capsys.readouterr().err
+    assert systemctl.calls() == []
+
+
 def test_install_refuses_a_broken_config(
     systemctl: FakeManager, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -156,6 +156,8 @@ def _without(var: str) -> Iterator[None]:
 def refusal(config_file: Path, manager: str, program: list[str]) -> str | None:
     """Return why the service could not run this config (with the fix), or None when it can."""
     env_id = config.ENV_OVERRIDES["client_id"]
+    if not config_file.exists():
+        return f"{config_file} does not exist; create it first: imgdrop --config {config_file} init"
     try:
         with _without(env_id):  # the service will not inherit this shell's environment
             settings = config.load(config_file)
