@@ -173,6 +173,13 @@ def refusal(config_file: Path, manager: str, program: list[str]) -> str | None:
         return f"{config_file}: client_id is not set\n{config.client_id_help(config_file)}"
     if manager != "launchd" or os.environ.get(PRIVACY_OVERRIDE) == "1":
         return None
+    return _privacy_refusal(settings, config_file, program)
+
+
+def _privacy_refusal(
+    settings: config.Settings, config_file: Path, program: list[str]
+) -> str | None:
+    """Return which folders macOS privacy (TCC) would keep from a launchd agent, with the grant."""
     places = [
         ("inbox", settings.inbox),
         ("outbox", settings.outbox),
