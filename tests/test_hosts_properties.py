@@ -1,13 +1,16 @@
-"""Property-based: the Imgur classifier never raises on any answer and never resets past a day."""
+"""Property-based: the classifiers never raise on any answer, resets stay within a day, and
+a .sxcu file is either a host or a ConfigError."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imgdrop.config import ConfigError
 from imgdrop.hosts.base import (
     Answer,
     AuthFailed,
@@ -19,6 +22,7 @@ from imgdrop.hosts.base import (
     Uploaded,
 )
 from imgdrop.hosts.imgur import ImgurHost, classify, parse_rate_limits
+from imgdrop.hosts.sxcu import SxcuHost, parse_sxcu
 
 NOW = 1_780_000_000.0
 DAY = 86400.0
@@ -133,3 +137,38 @@ def test_the_host_reply_is_always_usable(status: int, heads: dict[str, str], bod
         assert now - 5 < reply.blocked_until <= now + DAY + 5
     if reply.limits is not None:
         json.dumps(reply.limits)
+
+
+SXCU_KEYS = ["Version", "Name", "DestinationType", "RequestMethod", "RequestURL", "Parameters",
+             "Headers", "Body", "Arguments", "FileFormName", "URL", "ThumbnailURL", "DeletionURL",
+             "ErrorMessage", "Data", "RequestType", "ResponseType"]  # fmt: skip
+template_text = st.text(
+    alphabet="{}|\\:$ab.[0]json regex header response filename xml", max_size=30
+)
+sxcu_values = st.one_of(
+    template_text,
+    st.sampled_from(["POST", "PUT", "GET", "MultipartFormData", "Binary", "JSON",
+                     "https://h.example/up", "http://127.0.0.1:9/{filename}", "$HOME", "$NOPE_X"]),
+    st.dictionaries(st.text(max_size=5), template_text | st.integers(), max_size=3),
+    json_values,
+)  # fmt: skip
+
+
+@settings(max_examples=200, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(doc=st.dictionaries(st.sampled_from(SXCU_KEYS) | st.text(max_size=6), sxcu_values))
+def test_sxcu_parsing_raises_only_config_errors(tmp_path: Path, doc: dict[str, object]) -> None:
+    path = tmp_path / "x.sxcu"
+    path.write_text(json.dumps(doc))
+    try:
+        spec = parse_sxcu(path)
+    except ConfigError as exc:
+        assert str(path) in str(exc)
+        return
+    host = SxcuHost("x", path, spec)
+    try:
+        answer = Answer(200, {"x-delete-url": "https://h.example/d"}, json.dumps(doc).encode())
+        reply = host._judge(answer, "a.png", "https://h.example/up")
+        assert isinstance(reply.outcome, OUTCOMES)
+    finally:
+        host.close()

@@ -207,6 +207,7 @@ EDGE_BLOCK_HEADERS = {
     "Retry-After": "0",
     "X-Served-By": "cache-fra-etou8220141-FRA",
 }
+DEMO_CLIENT_ID = "test-client-id-0123456789"  # the Client ID `python -m imgdrop.testserver` takes
 ZIPLINE_TOKEN = "zipline-token-0123456789abcdef"  # noqa: S105 - a test server's fixed token
 PUT_TOKEN = "put-token-fedcba9876543210"  # noqa: S105 - a test server's fixed token
 OTHER_HOSTS = ("0x0.st", "catbox", "litterbox", "zipline", "put")
@@ -218,7 +219,7 @@ class FakeHosts:
 
     def __init__(
         self,
-        client_id: str = "test-client-id-0123456789",
+        client_id: str = DEMO_CLIENT_ID,
         zipline_token: str = ZIPLINE_TOKEN,
         put_token: str = PUT_TOKEN,
     ) -> None:

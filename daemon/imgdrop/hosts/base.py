@@ -327,6 +327,19 @@ class Answer:
     body: bytes
 
 
+BODY_LIMIT = 1024 * 1024  # no answer we read is longer; a huge one must not fill memory
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    chunks, total = [], 0
+    for chunk in response.iter_content(65536):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total >= BODY_LIMIT:
+            break
+    return b"".join(chunks)[:BODY_LIMIT]
+
+
 class _NoAuth(requests.auth.AuthBase):
     """Explicit (empty) auth keeps ~/.netrc credentials out of our requests."""
 
@@ -419,10 +432,16 @@ class Http:
             )
         try:
             response = self._session.request(
-                method, url, timeout=self._timeout, verify=True, allow_redirects=False, **kwargs
+                method,
+                url,
+                timeout=self._timeout,
+                verify=True,
+                allow_redirects=False,
+                stream=True,
+                **kwargs,
             )
             with response:
-                body = response.content
+                body = _read_capped(response)
         except BodyChanged as exc:
             return Transient(
                 f"The file changed while it was sent to {self.label}; will retry.",
