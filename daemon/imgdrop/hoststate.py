@@ -56,6 +56,7 @@ class HostState:
     probing: bool = False
     probe_failures: int = 0
     successes: int = 0  # uploads that worked: a 5xx counts only when others succeed meanwhile
+    proven: bool = False  # answered since start: until then one file at a time finds out
     limits: dict[str, float | None] | None = None
     reason: str = ""
     said: set[str] = field(default_factory=set)
@@ -63,9 +64,10 @@ class HostState:
     def usable_at(self, now: float) -> float:
         """When this host may be sent a file (`now` or earlier: at once)."""
         until = max(self.rate_until, self.auth_until, self.blocked_until)
-        if self.outage:
-            # while a probe is out, look again soon: its answer decides for everyone
-            until = max(until, self.probe_due if not self.probing else now + PROBE_RECHECK)
+        if self.probing:  # its answer decides for everyone; look again soon (or when woken)
+            until = max(until, now + PROBE_RECHECK)
+        elif self.outage:
+            until = max(until, self.probe_due)
         return until
 
     def state(self, now: float) -> tuple[str, float | None]:
@@ -172,13 +174,16 @@ class HostStates:
             return list(self._hosts)
 
     def pick(self, allowed: Callable[[str], bool] = lambda name: True) -> str | None:
-        """The first host usable now that `allowed` accepts; an outage host becomes the probe."""
+        """The first host usable now that `allowed` accepts.
+
+        A host in an outage, or not heard from since start, is sent one file (the probe) and
+        nothing else until it answers: a blocked Imgur is asked once, not once per worker.
+        """
         now = time.time()
         with self._lock:
             for host in self._hosts.values():
                 if allowed(host.name) and host.usable_at(now) <= now:
-                    if host.outage:
-                        host.probing = True
+                    host.probing = host.outage or not host.proven
                     return host.name
         return None
 
@@ -194,9 +199,16 @@ class HostStates:
             return self._hosts[name].successes if name in self._hosts else 0
 
     def why(self, name: str) -> str:
+        """A few words on what keeps the host from taking files now."""
+        now = time.time()
         with self._lock:
             host = self._hosts.get(name)
-            return host.reason if host else ""
+            if host is None:
+                return "not configured"
+            if host.probing:
+                return "busy"
+            state, until = host.state(now)
+        return f"{state} until {when(until)}" if until else state
 
     # -- answers -------------------------------------------------------------
 
@@ -207,6 +219,7 @@ class HostStates:
             if host is None:
                 return
             host.successes += 1
+            host.proven = True
             now = time.time()
             news = []
             if host.outage:
@@ -268,12 +281,8 @@ class HostStates:
             host.blocked_reason = host.reason = reason
             host.probing = False
             self._save(host)
-        log.warning(
-            "%s refuses uploads from this network (%s); skipped until %s",
-            name,
-            reason.rstrip("."),
-            when(host.blocked_until),
-        )
+        log.warning("%s: %s Skipped until %s; the next host in `hosts` takes its files.",
+                    label(name), reason, when(host.blocked_until))  # fmt: skip
 
     def note_trouble(self, name: str, reason: str, counted_since: int | None) -> bool:
         """A transient failure. True when it counts against the file: the host worked since
@@ -303,12 +312,21 @@ class HostStates:
                         label(name), reason.rstrip("."))  # fmt: skip
         return False
 
+    def note_alive(self, name: str) -> None:
+        """The host answered for this file alone (it refused the bytes): it is up."""
+        with self._lock:
+            if name in self._hosts:
+                self._hosts[name].proven = True
+
     def release_probe(self, name: str) -> None:
-        """A probe ended without an answer about the host (the file changed, a local error)."""
+        """An upload's answer has been acted on: files waiting for that probe look again."""
         with self._lock:
             host = self._hosts.get(name)
+            was = host is not None and host.probing
             if host is not None:
                 host.probing = False
+        if was:
+            self._on_usable()
 
     def lift_pauses(self) -> bool:
         """Config saved or SIGHUP: try paused hosts again now; True when one was paused."""

@@ -251,11 +251,11 @@ class Steps:
             job.stream.seek(0)
             try:
                 reply = self.hosts[name].upload(job.stream, size, job.path.name, kind)
+                with self._lock:
+                    self._seen[(job.path, name)] = self.states.successes(name)
+                result = self._answer(job, entry, name, reply, since)
             finally:
-                self.states.release_probe(name)  # the answer below decides the next probe
-            with self._lock:
-                self._seen[(job.path, name)] = self.states.successes(name)
-            result = self._answer(job, entry, name, reply, since)
+                self.states.release_probe(name)  # after the answer changed the host's state
             if isinstance(result, Permanent):
                 refused[name] = result
                 continue
@@ -280,6 +280,7 @@ class Steps:
             return recorded
         self.states.note_limits(name, reply.limits, reply.blocked_until)
         if isinstance(outcome, Permanent):
+            self.states.note_alive(name)
             return outcome
         if isinstance(outcome, RateLimited):
             until = outcome.until or time.time() + FALLBACK_RATE_WAIT
