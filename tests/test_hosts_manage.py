@@ -131,12 +131,12 @@ def test_list_shows_state_delete_and_spare_files(fake: FakeHosts, tmp_path: Path
     with Journal(tmp_path / "journal.sqlite3") as journal:
         journal.set_meta("host:imgur", json.dumps({
             "state": "blocked", "until": until, "reason": "These actions are forbidden.",
-            "limits": {"user_remaining": 480, "user_limit": 500},
+            "limits": {"user_remaining": 480, "user_limit": 500, "user_reset": until},
         }))  # fmt: skip
         text = list_hosts(settings(tmp_path, ["imgur", "zipline", "catbox", "gone"]), journal)
     lines = text.splitlines()
     assert lines[0].startswith("1. imgur (built-in): blocked until ")
-    assert "These actions are forbidden." in lines[0] and "user 480/500 left" in lines[0]
+    assert "These actions are forbidden." in lines[0] and "user 480/500 left (resets " in lines[0]
     assert lines[1].startswith("2. zipline (custom: ") and "usable; delete: yes" in lines[1]
     assert lines[2].startswith("3. catbox (built-in): usable; delete: no")
     assert lines[3].startswith("4. gone (") and "not usable" in lines[3]

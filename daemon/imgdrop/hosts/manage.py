@@ -66,7 +66,8 @@ def _limits(limits: object) -> str:
         if isinstance(left, (int, float)):
             total = limits.get(f"{family}_limit")
             of = f"/{total:g}" if isinstance(total, (int, float)) else ""
-            shown.append(f"{family} {left:g}{of} left")
+            reset = _when(limits.get(f"{family}_reset"))
+            shown.append(f"{family} {left:g}{of} left" + (f" (resets {reset})" if reset else ""))
     return ", ".join(shown)
 
 
