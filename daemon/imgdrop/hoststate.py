@@ -230,6 +230,10 @@ class HostStates:
             if 0 < host.rate_until <= now:
                 news.append("has reset its rate limit")
                 host.rate_until = 0.0
+            if 0 < host.blocked_until <= now:
+                news.append("takes uploads from this network again")
+                host.blocked_until = 0.0
+                host.blocked_reason = ""
             if news:
                 host.outage = host.probing = False
                 host.probe_failures = 0
