@@ -255,3 +255,23 @@ def test_templates() -> None:
     assert show("{responseurl}") == "https://x/api"
     assert json_path([{"a": [1, 2]}], "[0].a[1]") == 2
     assert json_path({"a": 1}, "a[3]") is None
+
+
+def test_a_key_in_parameters_stays_out_of_errors_and_logs(
+    fake_imgur: FakeHosts, tmp_path: Path, tokens: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "param-secret-0123456789"
+    doc = {**fake_imgur.zipline_sxcu(), "Parameters": {"key": secret}}
+    write_sxcu(tmp_path, "z", doc)
+    [host] = build(settings(tmp_path, ["z"]))
+    try:
+        assert isinstance(send(host, images.png(100)), Uploaded)
+        assert fake_imgur.requests[-1].path == "/api/upload"
+        fake_imgur.down()
+        outcome = send(host, images.png(100))
+        assert isinstance(outcome, Transient) and not outcome.counts
+        assert secret not in repr(outcome) and secret not in caplog.text
+        assert secret not in repr(host) and secret not in str(vars(host))
+    finally:
+        host.close()

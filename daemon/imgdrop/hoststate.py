@@ -283,7 +283,7 @@ class HostStates:
                 return
             host.blocked_until = time.time() + self._blocked_seconds
             host.blocked_reason = host.reason = reason
-            host.probing = False
+            host.probing = host.proven = False  # when the block ends, one file finds out
             self._save(host)
         log.warning("%s: %s Skipped until %s; the next host in `hosts` takes its files.",
                     label(name), reason, when(host.blocked_until))  # fmt: skip

@@ -1,19 +1,19 @@
 """Watch the inbox: ignore rules, the watchdog observer, and deciding when a file is complete.
 
 Two threads matter here. watchdog's observer thread only filters events by name and queues
-them; our readiness thread owns every candidate, stats files, and calls `on_ready`.
+them; our readiness thread owns every candidate, stats files, lists the inbox again every
+`rescan_seconds` (and at once when inotify reports lost events), and calls `on_ready`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
-import signal
 import stat
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +33,17 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from imgdrop.writers import finder_copying, open_for_writing
+
+__all__ = ["Watcher", "is_ignored", "on_disk_path", "open_for_writing"]
+
 log = logging.getLogger(__name__)
 
-PARTIAL_SUFFIXES = (".part", ".crdownload", ".download")
-IGNORED_SUFFIXES = (*PARTIAL_SUFFIXES, ".tmp", "~")
+# Suffixes a download in progress has; an empty final name beside one is a placeholder.
+PARTIAL_SUFFIXES = (".part", ".crdownload", ".download", ".aria2")
+IGNORED_SUFFIXES = (*PARTIAL_SUFFIXES, ".aria2__temp", ".tmp", "~")
+# OS litter: the custom-folder-icon file of macOS, Windows' folder settings and thumbnails.
+IGNORED_NAMES = frozenset({"icon\r", "desktop.ini", "thumbs.db"})
 # Long enough for ImageMagick's close-empty-then-reopen (~1 ms), short enough to feel instant.
 CONFIRM_SECONDS = 0.015
 POLL_SECONDS = 0.25
@@ -54,7 +61,13 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
 
 def is_ignored(name: str) -> bool:
     """Return True for names imgdrop leaves alone: hidden files and partial downloads."""
-    return not name or name.startswith(".") or name.lower().endswith(IGNORED_SUFFIXES)
+    lower = name.lower()
+    return (
+        not name
+        or name.startswith(".")
+        or lower.endswith(IGNORED_SUFFIXES)
+        or lower in IGNORED_NAMES
+    )
 
 
 class Sig(NamedTuple):
@@ -83,41 +96,64 @@ def has_partial_sibling(path: Path) -> bool:
     return any(os.path.lexists(f"{path}{suffix}") for suffix in PARTIAL_SUFFIXES)
 
 
-# Linux only; getattr keeps macOS (no leases) and type checkers on other platforms happy.
-_F_SETLEASE: int | None = getattr(fcntl, "F_SETLEASE", None)
-_F_SETSIG: int | None = getattr(fcntl, "F_SETSIG", None)
+F_GETPATH = 50  # macOS fcntl: the path of an open file as the volume spells it
 
 
-def open_for_writing(path: Path) -> bool | None:
-    """Return True if some process has `path` open for writing, False if none, None if unknown."""
-    # Size and mtime cannot tell a finished file from a writer pausing with it open (curl
-    # stalled mid-body, wget waiting for the first byte over an empty file). Linux refuses a
-    # read lease while anyone has the file open for writing, so take one and drop it at once.
-    # Unknown (macOS, EINVAL on file systems without leases, EACCES when not the owner) means
-    # plain settling decides, as before.
-    if _F_SETLEASE is None or _F_SETSIG is None:
-        return None
+def disk_spelling(path: str) -> str:
+    """Return `path` as the volume spells it (case, Unicode form) on macOS; else `path`."""
+    if sys.platform != "darwin":
+        return path
+    import fcntl  # noqa: PLC0415 - only used here
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except BlockingIOError:
-        return True  # someone holds a write lease on it: it has the file open
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        return None
+        return path
     try:
-        # A writer opening the file while we hold the lease makes the kernel signal us, SIGIO
-        # by default, whose default action kills the whole daemon. SIGURG is ignored by default.
-        fcntl.fcntl(fd, _F_SETSIG, signal.SIGURG)
-        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_RDLCK)
-    except BlockingIOError:
-        return True
+        raw = fcntl.fcntl(fd, F_GETPATH, bytes(1024))  # MAXPATHLEN
     except OSError:
-        return None
-    else:
-        with contextlib.suppress(OSError):  # closing releases it anyway
-            fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
-        return False
+        return path
     finally:
         os.close(fd)
+    return os.fsdecode(raw.split(b"\0", 1)[0]) or path
+
+
+def on_disk_path(path: Path, spelling: Callable[[str], str] | None = None) -> Path:
+    """Return the folder's real path as the disk spells it: symlinks, /./, case resolved."""
+    # FSEvents reports this spelling; a watch made under another one gets no live events.
+    real = os.path.realpath(path)
+    return Path((spelling or disk_spelling)(real))
+
+
+def _identity(path: str | Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+# inotify's IN_Q_OVERFLOW reaches us only as watchdog's warning; FSEvents drops not at all
+# (the periodic rescan covers those). Watchers listening for the warning, by identity.
+_OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
+_overflow_listeners: weakref.WeakSet[Watcher] = weakref.WeakSet()
+
+
+class _OverflowFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "overflow" in str(record.msg).lower():
+            for watcher in list(_overflow_listeners):
+                watcher.rescan_now()
+        return True  # keep the warning itself
+
+
+def _listen_for_overflow(watcher: Watcher) -> None:
+    logger = logging.getLogger(_OVERFLOW_LOGGER)
+    if not any(isinstance(f, _OverflowFilter) for f in logger.filters):
+        logger.addFilter(_OverflowFilter())
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)  # a filter runs only for records the level lets by
+    _overflow_listeners.add(watcher)
 
 
 @dataclass
@@ -152,13 +188,19 @@ class Watcher:
         settle_seconds: float,
         polling: bool,
         on_ready: Callable[[Path], None],
+        rescan_seconds: float = 60.0,
     ) -> None:
         self._inbox = Path(inbox).absolute()
         self._settle_seconds = settle_seconds
         self._polling = polling
         self._on_ready = on_ready
-        # FSEvents reports real paths (/private/var/... for /var/...): accept both spellings.
-        self._inbox_strs = {str(self._inbox), os.path.realpath(self._inbox)}
+        self._rescan_seconds = rescan_seconds
+        # Event paths are matched to the inbox by the folder's (st_dev, st_ino), not spelling;
+        # spellings already judged are remembered (bounded) to keep stats off the hot path.
+        self._inbox_id: tuple[int, int] | None = None
+        self._spellings: dict[str, bool] = {}
+        self._next_rescan = 0.0  # monotonic; guarded by _cond
+        self._handed: dict[Path, Sig] = {}  # readiness thread only: what on_ready last got
         self._cond = threading.Condition()
         self._events: list[tuple[str, Path]] = []  # guarded by _cond
         self._held = 0  # candidates + batch in hand on the readiness thread; guarded by _cond
@@ -174,6 +216,10 @@ class Watcher:
         if self._thread is not None:
             return
         self._inbox.mkdir(parents=True, exist_ok=True)
+        watch_path = on_disk_path(self._inbox)
+        self._inbox_id = _identity(watch_path)
+        self._spellings = {str(self._inbox): True, str(watch_path): True}
+        self._next_rescan = time.monotonic() + self._rescan_seconds
         self._stop = stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(stop,), name="imgdrop-readiness", daemon=True
@@ -185,7 +231,7 @@ class Watcher:
         try:
             observer.schedule(
                 _Handler(self._on_event),
-                str(self._inbox),
+                str(watch_path),
                 recursive=False,
                 event_filter=EVENT_FILTER,
             )
@@ -193,14 +239,22 @@ class Watcher:
         except Exception:
             self.stop()
             raise
+        _listen_for_overflow(self)
         # Scan after the watch exists so nothing dropped during start-up falls in between.
         self._push([("scan", self._inbox / name) for name in self._scan()])
+
+    def rescan_now(self) -> None:
+        """List the inbox again soon (any thread): events were lost."""
+        with self._cond:
+            self._next_rescan = 0.0
+            self._cond.notify()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop both threads, waiting at most about `timeout` seconds in all."""
         deadline = time.monotonic() + timeout
         observer, thread = self._observer, self._thread
         self._observer = self._thread = None
+        _overflow_listeners.discard(self)
         with self._cond:
             self._stop.set()
             self._cond.notify_all()
@@ -217,6 +271,7 @@ class Watcher:
             self._events.clear()
             self._held = 0
         self._candidates.clear()
+        self._handed.clear()
 
     def watching(self) -> bool:
         """Return False once watchdog gave up on the inbox (it stops when the folder is deleted)."""
@@ -256,9 +311,18 @@ class Watcher:
         if not raw:
             return None
         parent, name = os.path.split(os.fsdecode(raw))
-        if parent not in self._inbox_strs or is_ignored(name):
+        if is_ignored(name) or not self._is_inbox(parent):
             return None
         return self._inbox / name
+
+    def _is_inbox(self, parent: str) -> bool:
+        """Return True when the folder spelled `parent` is the inbox (same device and inode)."""
+        known = self._spellings.get(parent)
+        if known is None:
+            known = self._inbox_id is not None and _identity(parent) == self._inbox_id
+            if len(self._spellings) < 64:  # moves from elsewhere bring other folders
+                self._spellings[parent] = known
+        return known
 
     def _push(self, items: Iterable[tuple[str, Path]]) -> None:
         """Append (kind, path) items for the readiness thread and wake it."""
@@ -290,6 +354,7 @@ class Watcher:
                     return
                 self._held = self._unfinished() + len(batch)
             self._apply_batch(batch)
+            self._rescan_if_due()
             self._check_due(stop)
             with self._cond:
                 if stop.is_set():
@@ -306,14 +371,38 @@ class Watcher:
             if self._events:
                 batch, self._events = self._events, []
                 return batch
-            if not self._candidates:
-                self._cond.wait()  # quiet when idle: no timer at all
-                continue
-            delay = min(c.due for c in self._candidates.values()) - time.monotonic()
+            due = min((c.due for c in self._candidates.values()), default=self._next_rescan)
+            delay = min(due, self._next_rescan) - time.monotonic()
             if delay <= 0:
                 return []
             self._cond.wait(delay)
         return None
+
+    def _rescan_if_due(self) -> None:
+        """List the inbox when due, making a candidate of what the events missed."""
+        now = time.monotonic()
+        with self._cond:
+            if now < self._next_rescan:
+                return
+            self._next_rescan = now + self._rescan_seconds
+        present: dict[Path, Sig] = {}
+        for name in self._scan():
+            path = self._inbox / name
+            sig = regular_sig(path)
+            if sig is not None:
+                present[path] = sig
+        # Handed-over files still here (uploading, in backoff) stay the pipeline's: only a
+        # change since hand-over makes one a candidate again. A file is queued at most once.
+        self._handed = {p: s for p, s in self._handed.items() if present.get(p) == s}
+        missed = [
+            (path, sig)
+            for path, sig in present.items()
+            if path not in self._candidates and path not in self._handed
+        ]
+        if missed:
+            log.info("rescan of %s found %d file(s) the events missed", self._inbox, len(missed))
+        for path, sig in missed:
+            self._settle(path, now, sig)
 
     def _apply_batch(self, batch: list[tuple[str, Path]]) -> None:
         """Apply events in order, skipping exact repeats (a write burst is many 'modified')."""
@@ -363,16 +452,9 @@ class Watcher:
         if sig is None:
             self._candidates.pop(path, None)
             return
-        self._candidates[path] = _Candidate("settle", now + self._quiet_needed(sig), sig, now)
-
-    def _quiet_needed(self, sig: Sig) -> float:
-        """Return how long `sig` must stay unchanged before the file counts as complete."""
-        # A non-empty file last written long ago (renamed in, found at start) is finished
-        # already; one quick re-stat guards against a writer that is just starting.
-        age = (time.time_ns() - sig.mtime_ns) / 1e9
-        return (
-            CONFIRM_SECONDS if sig.size > 0 and age > self._settle_seconds else self._settle_seconds
-        )
+        # A non-empty file gets an early look: no writer holding it open means complete.
+        first = CONFIRM_SECONDS if sig.size > 0 else self._settle_seconds
+        self._candidates[path] = _Candidate("settle", now + first, sig, now)
 
     def _check_due(self, stop: threading.Event) -> None:
         """Re-stat due candidates and hand the complete ones to on_ready."""
@@ -400,23 +482,32 @@ class Watcher:
 
     def _quiet_long_enough(self, path: Path, cand: _Candidate, sig: Sig, now: float) -> bool:
         """Return True when an unchanged settle candidate has been quiet long enough."""
-        needed = self._quiet_needed(sig)
-        if now - cand.since < needed:
-            cand.due = cand.since + needed
-            return False
-        if sig.size == 0 and has_partial_sibling(path):
+        # Quiet time runs on this machine's clock from when the change was seen: a file's
+        # mtime may come from a skewed remote clock or be set by the writer (cp -p, tar).
+        quiet = now - cand.since >= self._settle_seconds
+        if sig.size == 0 and quiet and has_partial_sibling(path):
             cand.due = now + self._settle_seconds  # the rename over it will wake us sooner
             cand.awaits_sibling = True
             return False
         cand.awaits_sibling = False
-        if open_for_writing(path):
-            cand.due = now + self._settle_seconds  # its close event will wake us sooner
+        if sig.size > 0 and finder_copying(path):
+            cand.due = now + self._settle_seconds
+            return False
+        writing = open_for_writing(path) if sig.size > 0 else None
+        if writing is False:
+            return True  # the OS says nobody has it open for writing: complete now
+        if writing or not quiet:
+            # A writer's close event (Linux) will wake us sooner than this.
+            cand.due = now + self._settle_seconds if writing else cand.since + self._settle_seconds
             return False
         return True
 
     def _hand_over(self, path: Path) -> None:
         """Call on_ready, logging instead of dying when it raises."""
         log.debug("ready: %s", path)
+        sig = regular_sig(path)
+        if sig is not None:
+            self._handed[path] = sig
         try:
             self._on_ready(path)
         except Exception:

@@ -260,7 +260,7 @@ def _expand_vars(value: str, where: str, env: bool = True) -> str:
 class _Spec:
     method: str
     url: list[_Part]
-    parameters: dict[str, list[_Part]]
+    parameters: dict[str, list[_Part]] = field(repr=False)
     headers: dict[str, str] = field(repr=False)  # $VARS expanded: tokens
     arguments: dict[str, list[_Part]] = field(repr=False)
     body: str
@@ -438,9 +438,9 @@ class SxcuHost(Host):
         self._origin = _origin(base)
         secrets = [v for v in spec.headers.values() if len(v) >= _SECRET_MIN]
         secrets += [
-            p for parts in spec.arguments.values() for p in parts
+            p for parts in (*spec.arguments.values(), *spec.parameters.values()) for p in parts
             if isinstance(p, str) and len(p) >= _SECRET_MIN
-        ]  # fmt: skip
+        ]  # fmt: skip  (a Parameters `key`, as Chevereto's, is a token too)
         self._http = Http(name, base, tuple(secrets))
         self._base_shown = f"{self._origin[0]}://{urlsplit(base).netloc.rpartition('@')[2]}"
 
