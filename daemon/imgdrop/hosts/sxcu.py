@@ -438,7 +438,9 @@ class SxcuHost(Host):
         self._origin = _origin(base)
         secrets = [v for v in spec.headers.values() if len(v) >= _SECRET_MIN]
         secrets += [
-            p for parts in (*spec.arguments.values(), *spec.parameters.values()) for p in parts
+            p
+            for parts in (*spec.arguments.values(), *spec.parameters.values())
+            for p in parts
             if isinstance(p, str) and len(p) >= _SECRET_MIN
         ]  # fmt: skip  (a Parameters `key`, as Chevereto's, is a token too)
         self._http = Http(name, base, tuple(secrets))
