@@ -25,8 +25,9 @@ import yaml
 
 from imgdrop import daemon, macos, managers, service
 from imgdrop.exitcodes import Exit
+from imgdrop.testserver import DEMO_CLIENT_ID
 
-CLIENT_ID = "test-client-id-0123456789"  # what `python -m imgdrop.testserver` accepts
+CLIENT_ID = DEMO_CLIENT_ID  # what `python -m imgdrop.testserver` accepts
 STEP_TIMEOUT = 60.0
 BIG_BYTES = 9_500_000  # under the default 10 MB image limit, big enough to take a while
 POLL = 0.2
