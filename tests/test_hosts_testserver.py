@@ -8,13 +8,15 @@ import sys
 
 import requests
 
-from imgdrop.testserver import FakeHosts
+from imgdrop.testserver import DEMO_CLIENT_ID, FakeHosts
 from tests import images
 
 
 def test_runs_as_a_module_until_sigterm() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imgdrop.testserver"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "imgdrop.testserver", "--edge-block"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -23,6 +25,11 @@ def test_runs_as_a_module_until_sigterm() -> None:
         answer = requests.post(f"{url}/0x0", files={"file": ("a.png", images.png(100))}, timeout=5)
         assert answer.status_code == 200 and answer.text.startswith(url + "/0x0/")
         assert requests.head(answer.text.strip(), timeout=5).status_code == 200
+        auth = {"Authorization": f"Client-ID {DEMO_CLIENT_ID}"}
+        files = {"image": ("a.png", images.png(100))}
+        blocked = requests.post(f"{url}/3/image", files=files, headers=auth, timeout=5)
+        assert (blocked.status_code, blocked.headers["CDN-Error"]) == (400, "yes")
+        assert not any(name.lower().startswith("x-ratelimit") for name in blocked.headers)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:

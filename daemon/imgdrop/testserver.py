@@ -9,6 +9,7 @@ the base URL and serves until SIGTERM (used by `imgdrop demo`).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -918,10 +919,18 @@ class _Handler(BaseHTTPRequestHandler):
 FakeImgur = FakeHosts  # the name the older tests use
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Serve every fake host on loopback, print the base URL, stop on SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(
+        prog="python -m imgdrop.testserver", description=__doc__.split("\n", 1)[0]
+    )
+    parser.add_argument(
+        "--edge-block", action="store_true", help="answer Imgur uploads like its 2025 edge block"
+    )
+    args = parser.parse_args(argv)
     fake = FakeHosts()
     fake.local_links = True  # a newcomer's links open in the browser
+    fake.edge_block(args.edge_block)
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:

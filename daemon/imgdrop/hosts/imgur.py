@@ -232,7 +232,7 @@ def _failure(
     lowered = message.lower()
     code = _error_code(doc)
     if _is_blocked(status, headers, lowered, code):
-        detail = message or f"HTTP {status}"
+        detail = message.rstrip(".") or f"HTTP {status}"
         reason = f"Imgur refuses uploads from this network or country ({detail})."
         return Blocked(reason, status, message)
     if status == 429 or (status == 400 and "too fast" in lowered):
