@@ -272,3 +272,8 @@ def test_an_unexpected_error_is_a_transient_not_an_exception(hosts: dict[str, Ho
     outcome = hosts["catbox"].upload(Exploding(b"x" * 10), 10, "a.png", PNG).outcome
     assert isinstance(outcome, Transient)
     assert outcome.message == "RuntimeError"
+
+
+def test_a_delete_to_an_unusable_address_is_permanent(hosts: dict[str, Host]) -> None:
+    refused = hosts["0x0.st"].delete("token-123456", "http://0x0.st/abc.png")
+    assert isinstance(refused, Permanent) and "https" in refused.reason

@@ -39,6 +39,7 @@ from imgdrop.hosts.base import (
     clip,
     guarded,
     retry_after,
+    url_problem,
     wire_name,
 )
 
@@ -157,6 +158,9 @@ class ZeroXZero(AnonymousHost):
         if not delete_handle:
             return NoDelete("0x0.st gave no delete token for this upload, so it cannot be deleted.")
         self._http.add_secret(delete_handle)
+        problem = url_problem(link)
+        if problem is not None:
+            return Permanent(f"The 0x0.st link cannot be used to delete: {problem}.", None, "")
         answer = self._http.send("POST", link, data={"token": delete_handle, "delete": ""})
         if isinstance(answer, Transient):
             return answer

@@ -528,6 +528,9 @@ class SxcuHost(Host):
         if not delete_handle:
             return NoDelete(f"{self.name} gave no delete URL for this upload.")
         self._http.add_secret(delete_handle)
+        problem = url_problem(delete_handle)
+        if problem is not None:
+            return Permanent(f"{self.name}'s delete URL cannot be used: {problem}.", None, "")
         # the credentials go only back to the server they belong to
         same = _origin(delete_handle) == self._origin
         headers = dict(self._spec.headers) if same else {}
