@@ -217,7 +217,7 @@ def _error_code(doc: Any) -> object:
 
 
 def _is_blocked(status: int, headers: dict[str, str], lowered: str, code: object) -> bool:
-    if status == 451 or code == 1016 or any(words in lowered for words in _BLOCKED_WORDS):
+    if status == 451 or str(code) == "1016" or any(words in lowered for words in _BLOCKED_WORDS):
         return True
     # the 2025 CDN edge block: CDN-Error: yes and none of the rate-limit headers
     edge = headers.get("cdn-error", "").strip().lower() == "yes"
@@ -237,7 +237,7 @@ def _failure(
         return Blocked(reason, status, message)
     if status == 429 or (status == 400 and "too fast" in lowered):
         return _rate_limited(headers, message, now)
-    if code == 1003 or "file type invalid" in lowered:
+    if str(code) == "1003" or "file type invalid" in lowered:
         reason = f"{rejected} because it does not take this type of file."
         return Permanent(reason, status, message)
     if status in (400, 413, 415):
