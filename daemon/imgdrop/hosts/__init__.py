@@ -45,6 +45,7 @@ __all__ = [
     "Uploaded",
     "build",
     "build_one",
+    "host_names",
     "link_exists",
     "sxcu_path",
 ]
