@@ -127,7 +127,7 @@ def on_disk_path(path: Path, spelling: Callable[[str], str] | None = None) -> Pa
 
 def _identity(path: str | Path) -> tuple[int, int] | None:
     try:
-        st = os.stat(path)
+        st = Path(path).stat()
     except (OSError, ValueError):
         return None
     return (st.st_dev, st.st_ino)
@@ -416,6 +416,11 @@ class Watcher:
         """Update the candidate for `path` after one event."""
         now = time.monotonic()
         cand = self._candidates.get(path)
+        handed = self._handed.get(path)
+        if handed is not None and kind not in {"deleted", "opened"}:
+            if regular_sig(path) == handed:
+                return  # nothing changed since on_ready had it (a late poll, a rescan)
+            del self._handed[path]
         if kind == "deleted":
             self._candidates.pop(path, None)
         elif kind == "opened":
@@ -493,7 +498,8 @@ class Watcher:
         if sig.size > 0 and finder_copying(path):
             cand.due = now + self._settle_seconds
             return False
-        writing = open_for_writing(path) if sig.size > 0 else None
+        # An empty file is never ready before settle_seconds, whatever the probe says.
+        writing = open_for_writing(path) if sig.size > 0 or quiet else None
         if writing is False:
             return True  # the OS says nobody has it open for writing: complete now
         if writing or not quiet:
