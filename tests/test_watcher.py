@@ -8,11 +8,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from imgdrop.watcher import Watcher, is_ignored, open_for_writing
+from imgdrop import watcher as watcher_module
+from imgdrop import writers
+from imgdrop.watcher import Watcher, is_ignored, on_disk_path, open_for_writing
 from tests.conftest import wait_until
 
 PAYLOAD = os.urandom(2 * 1024 * 1024)  # 2 MB: big enough that a partial read would show
@@ -71,9 +74,11 @@ def start(inbox: Path) -> Iterator[Start]:
     """Start a Watcher on `inbox` with a Recorder; every watcher is stopped afterwards."""
     watchers: list[Watcher] = []
 
-    def _start(polling: bool = False, settle: float = 2.0) -> tuple[Watcher, Recorder]:
+    def _start(
+        polling: bool = False, settle: float = 2.0, rescan: float = 60.0, folder: Path = inbox
+    ) -> tuple[Watcher, Recorder]:
         recorder = Recorder()
-        watcher = Watcher(inbox, settle, polling, recorder)
+        watcher = Watcher(folder, settle, polling, recorder, rescan_seconds=rescan)
         watchers.append(watcher)
         watcher.start()
         return watcher, recorder
@@ -169,6 +174,11 @@ def pausing_writer(path: Path, parts: list[bytes], pause: float) -> threading.Th
         "d.tmp",
         "e.png~",
         "F.PART",
+        "g.png.aria2",
+        "g.png.aria2__temp",
+        "Icon\r",
+        "desktop.ini",
+        "Thumbs.db",
     ],
 )
 def test_is_ignored_names(name: str) -> None:
@@ -268,17 +278,24 @@ def test_startup_scan_reports_existing_files(start: Start, inbox: Path, polling:
     assert_reported_once(recorder, "empty.png", b"")
 
 
-def test_empty_placeholder_waits_for_its_download(start: Start, inbox: Path, polling: bool) -> None:
+@pytest.mark.parametrize("suffix", [".part", ".aria2"])
+def test_empty_placeholder_waits_for_its_download(
+    start: Start, inbox: Path, polling: bool, suffix: str
+) -> None:
     watcher, recorder = start(polling, 0.3)
     write_file(inbox / "photo.png", b"")  # Firefox: empty final name + photo.png.part
-    write_file(inbox / "photo.png.part", PAYLOAD[:1000])
+    write_file(inbox / f"photo.png{suffix}", PAYLOAD[:1000])
     # Created later, so due no earlier than the placeholder: once it is out, the
     # placeholder has been checked at least once after its settle period.
     write_file(inbox / "control.png", b"")
     wait_until(lambda: recorder.has("control.png"), 10, "empty control.png reported")
     assert not recorder.has("photo.png")
-    (inbox / "photo.png.part").write_bytes(PAYLOAD)
-    (inbox / "photo.png.part").rename(inbox / "photo.png")
+    if suffix == ".part":
+        (inbox / "photo.png.part").write_bytes(PAYLOAD)
+        (inbox / "photo.png.part").rename(inbox / "photo.png")
+    else:  # aria2 writes the final name in place, then removes its control file
+        write_file(inbox / "photo.png", PAYLOAD)
+        (inbox / "photo.png.aria2").unlink()
     wait_until(lambda: recorder.has("photo.png"), 10, "photo.png reported")
     barrier(inbox, watcher, recorder)
     assert_reported_once(recorder, "photo.png", PAYLOAD)
@@ -450,3 +467,191 @@ def test_lease_break_does_not_kill_the_process(tmp_path: Path) -> None:
         timeout=30,
     )
     assert (result.returncode, result.stdout.split()) == (0, ["False", "alive"]), result.stderr
+
+
+# --- lost events: periodic rescan and rescan on overflow (defect 3) ---------------------------
+
+
+def test_periodic_rescan_finds_files_the_events_missed(
+    start: Start, inbox: Path, polling: bool
+) -> None:
+    watcher, recorder = start(polling, 0.2, rescan=0.5)
+    write_file(inbox / "seen.png", b"seen")
+    wait_until(lambda: recorder.has("seen.png"), 10, "seen.png reported")
+    # Lose every later event, as an overflowed queue or an FSEvents drop would.
+    observer = watcher._observer
+    assert observer is not None
+    observer.unschedule_all()
+    write_file(inbox / "missed.png", b"missed")
+    wait_until(lambda: recorder.has("missed.png"), 10, "missed.png found by the rescan")
+    # Several more rescans pass: neither file is handed over again while it stays unchanged.
+    rescans_done = time.monotonic() + 1.6
+    wait_until(lambda: time.monotonic() > rescans_done, 5, "three rescans")
+    assert_reported_once(recorder, "seen.png", b"seen")
+    assert_reported_once(recorder, "missed.png", b"missed")
+    write_file(inbox / "missed.png", b"changed")  # a change after hand-over counts again
+    wait_until(lambda: len(recorder.calls_for("missed.png")) == 2, 10, "changed file again")
+
+
+@pytest.fixture
+def tiny_inotify_queue() -> Iterator[None]:
+    """Shrink the kernel's per-instance inotify queue for watchers started inside."""
+    knob = Path("/proc/sys/fs/inotify/max_queued_events")
+    try:
+        old = knob.read_text()
+        knob.write_text("16\n")
+    except OSError as exc:
+        pytest.skip(f"cannot shrink the inotify queue ({exc.strerror}); needs root on Linux")
+    try:
+        yield
+    finally:
+        knob.write_text(old)
+
+
+def test_overflow_rescans_at_once_and_every_file_is_noticed(
+    inbox: Path, tiny_inotify_queue: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    # A rescan period far beyond the test: only the overflow can trigger the rescan.
+    watcher = Watcher(inbox, 0.2, False, recorder, rescan_seconds=3600)
+    watcher.start()
+    Path("/proc/sys/fs/inotify/max_queued_events").write_text("16384\n")  # only ours is tiny
+    try:
+        names = [f"flood-{i:04d}.png" for i in range(400)]
+        for name in names:
+            write_file(inbox / name, name.encode())
+        wait_until(lambda: set(names) <= set(recorder.names()), 20, "every flooded file reported")
+        assert any("overflow" in r.getMessage().lower() for r in caplog.records)
+        barrier(inbox, watcher, recorder)
+        for name in names:
+            assert_reported_once(recorder, name, name.encode())
+    finally:
+        watcher.stop()
+
+
+# --- settle runs on our clock, not the file's mtime (defect 9) ------------------------------
+
+
+def test_growing_file_with_an_old_mtime_is_not_handed_over(
+    start: Start, inbox: Path, polling: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A NAS whose clock is behind, on a file system without leases: the probe cannot tell.
+    monkeypatch.setattr(watcher_module, "open_for_writing", lambda path: None)
+    settle = 0.5
+    _, recorder = start(polling, settle)
+    path = inbox / "nas.png"
+    old = time.time() - 3600
+    began = time.monotonic()
+    with path.open("wb") as f:
+        for i in range(4):
+            f.write(PAYLOAD[i * 1000 : (i + 1) * 1000])
+            f.flush()
+            os.utime(path, (old, old))
+            time.sleep(settle / 3)  # the writer's own pace: quicker than settle
+            assert not recorder.has("nas.png"), f"handed over while growing (step {i})"
+    done = time.monotonic()
+    wait_until(lambda: recorder.has("nas.png"), 10, "nas.png reported once complete")
+    ready = assert_reported_once(recorder, "nas.png", PAYLOAD[:4000])
+    assert ready - began >= settle
+    assert ready >= done - 0.05 or polling
+
+
+# --- macOS readiness pieces, decided by small functions ------------------------------------
+
+
+class FakeFcntl:
+    """A module with only the names a platform's fcntl has."""
+
+    def __init__(self, **names: int) -> None:
+        self.__dict__.update(names)
+
+
+def test_lease_constants_per_platform() -> None:
+    darwin = writers.lease_constants("darwin", FakeFcntl(F_RDLCK=1, F_UNLCK=2))
+    assert darwin == writers.Lease(106, 1, 2, None)
+    linux = writers.lease_constants(
+        "linux", FakeFcntl(F_SETLEASE=1024, F_SETSIG=10, F_RDLCK=0, F_UNLCK=2)
+    )
+    assert linux == writers.Lease(1024, 0, 2, 10)
+    # A lease break without F_SETSIG would deliver SIGIO and kill the daemon on Linux.
+    assert (
+        writers.lease_constants("linux", FakeFcntl(F_SETLEASE=1024, F_RDLCK=0, F_UNLCK=2)) is None
+    )
+    assert writers.lease_constants("freebsd14", FakeFcntl(F_RDLCK=1, F_UNLCK=2)) is None
+
+
+def test_probe_answers_unknown_where_the_lease_call_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "f.png"
+    path.write_bytes(b"x")
+    bogus = writers.Lease(setlease=0x7FFF, rdlck=1, unlck=2, setsig=None)  # EINVAL here
+    assert open_for_writing(path, bogus) is None
+
+
+def test_finder_copy_marks() -> None:
+    busy = writers.FINDER_BUSY_BIRTHTIME
+    assert busy == datetime(1946, 2, 14, 8, 34, 56, tzinfo=timezone.utc).timestamp()
+    assert writers.finder_busy(busy, None)
+    assert writers.finder_busy(busy + 0.5, None)
+    assert writers.finder_busy(None, b"brokMACS" + bytes(24))
+    assert writers.finder_busy(1_700_000_000.0, b"brokMACS" + bytes(24))
+    assert not writers.finder_busy(1_700_000_000.0, b"PNGf8BIM" + bytes(24))
+    assert not writers.finder_busy(None, None)
+    assert not writers.finder_busy(1_700_000_000.0, bytes(32))
+
+
+def test_finder_copying_never_raises(tmp_path: Path) -> None:
+    assert writers.finder_copying(tmp_path / "missing.png") is False
+    (tmp_path / "f.png").write_bytes(b"x")
+    assert writers.finder_copying(tmp_path / "f.png") is False
+
+
+# --- the inbox by identity, watched under its on-disk spelling (issue 8 item 4) ------------
+
+
+def test_on_disk_path_resolves_symlinks_dots_and_the_spelling(tmp_path: Path) -> None:
+    (tmp_path / "real" / "Inbox").mkdir(parents=True)
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    given = Path(f"{tmp_path}/alias/./Inbox/")
+    real = os.path.realpath(tmp_path / "real" / "Inbox")
+    assert on_disk_path(given, spelling=lambda p: p) == Path(real)
+    # macOS: F_GETPATH returns the volume's case and Unicode form.
+    seen: list[str] = []
+
+    def volume_spelling(path: str) -> str:
+        seen.append(path)
+        return path.replace("Inbox", "INBOX")
+
+    assert on_disk_path(given, spelling=volume_spelling) == Path(real.replace("Inbox", "INBOX"))
+    assert seen == [real]
+
+
+def test_disk_spelling_is_the_path_itself_off_macos(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert watcher_module.disk_spelling("/a/b") == "/a/b"
+
+
+def test_inbox_through_a_symlinked_parent_gets_live_events(
+    start: Start, tmp_path: Path, polling: bool
+) -> None:
+    (tmp_path / "real" / "Inbox").mkdir(parents=True)
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    configured = Path(f"{tmp_path}/alias/./Inbox/")
+    watcher, recorder = start(polling, 0.2, folder=configured)
+    barrier(configured, watcher, recorder)  # nothing at start: this file is a live event
+    write_file(tmp_path / "real" / "Inbox" / "live.png", b"live")
+    wait_until(lambda: recorder.has("live.png"), 10, "live.png reported from an event")
+    path = recorder.calls_for("live.png")[0][0]
+    assert path == Path(configured) / "live.png"  # named as configured, for the pipeline
+
+
+def test_events_match_the_inbox_by_identity_not_spelling(tmp_path: Path) -> None:
+    inbox = tmp_path / "Inbox"
+    inbox.mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "same").symlink_to(inbox)
+    w = Watcher(inbox, 1.0, True, lambda path: None)
+    w._inbox_id = watcher_module._identity(inbox)
+    w._spellings = {str(inbox): True}
+    assert w._inbox_child(f"{tmp_path}/same/a.png") == inbox / "a.png"  # another spelling
+    assert w._inbox_child(f"{tmp_path}/other/a.png") is None
+    assert w._inbox_child(f"{inbox}/Thumbs.db") is None

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import fcntl
+import math
 import os
 import signal
 import sys
@@ -84,7 +85,7 @@ FINDER_BUSY_TYPE = b"brok"
 
 def finder_busy(birthtime: float | None, finder_info: bytes | None) -> bool:
     """Return True when the creation date or FinderInfo says Finder is still copying."""
-    if birthtime is not None and int(birthtime) == FINDER_BUSY_BIRTHTIME:
+    if birthtime is not None and math.floor(birthtime) == FINDER_BUSY_BIRTHTIME:
         return True
     return finder_info is not None and finder_info[:4] == FINDER_BUSY_TYPE
 
