@@ -208,3 +208,14 @@ def test_link_file_mode_follows_the_umask(tmp_path: Path) -> None:
 
 def test_formats_constant() -> None:
     assert links.FORMATS == ("webloc", "url", "desktop", "txt")
+
+
+def test_long_and_non_utf8_names_give_a_link_file(tmp_path: Path) -> None:
+    long_name = "é" * 126 + ".png"  # 256 bytes of name: the link name must be trimmed
+    path = write_link(tmp_path, long_name, "https://i.imgur.com/a.png", "webloc")
+    assert path.name.endswith(".webloc") and len(os.fsencode(path.name)) <= 255
+    raw = os.fsdecode(b"caf\xe9.png")
+    for fmt in FORMATS:
+        made = write_link(tmp_path, raw, "https://i.imgur.com/b.png", fmt)
+        assert os.fsencode(made.name) == b"caf\xe9." + fmt.encode()
+        assert read_link(made) == "https://i.imgur.com/b.png"

@@ -475,7 +475,7 @@ def test_lease_break_does_not_kill_the_process(tmp_path: Path) -> None:
 def test_periodic_rescan_finds_files_the_events_missed(
     start: Start, inbox: Path, polling: bool
 ) -> None:
-    watcher, recorder = start(polling, 0.2, rescan=0.5)
+    watcher, recorder = start(polling, 0.2, rescan=0.3)
     write_file(inbox / "seen.png", b"seen")
     wait_until(lambda: recorder.has("seen.png"), 10, "seen.png reported")
     # Lose every later event, as an overflowed queue or an FSEvents drop would.
@@ -485,7 +485,7 @@ def test_periodic_rescan_finds_files_the_events_missed(
     write_file(inbox / "missed.png", b"missed")
     wait_until(lambda: recorder.has("missed.png"), 10, "missed.png found by the rescan")
     # Several more rescans pass: neither file is handed over again while it stays unchanged.
-    rescans_done = time.monotonic() + 1.6
+    rescans_done = time.monotonic() + 1.0
     wait_until(lambda: time.monotonic() > rescans_done, 5, "three rescans")
     assert_reported_once(recorder, "seen.png", b"seen")
     assert_reported_once(recorder, "missed.png", b"missed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import plistlib
 from pathlib import Path, PurePath
 
@@ -26,7 +27,8 @@ def render(link: str, fmt: str, title: str) -> bytes:
     if fmt == "url":
         return f"[InternetShortcut]\r\nURL={link}\r\n".encode()
     if fmt == "desktop":
-        name = _desktop_escape(title)
+        # Name= must be UTF-8: bytes of a non-UTF-8 file name show as U+FFFD.
+        name = _desktop_escape(os.fsencode(title).decode("utf-8", "replace"))
         return f"[Desktop Entry]\nType=Link\nName={name}\nURL={link}\n".encode()
     if fmt == "txt":
         return f"{link}\n".encode()

@@ -511,10 +511,11 @@ class Watcher:
     def _hand_over(self, path: Path) -> None:
         """Call on_ready, logging instead of dying when it raises."""
         log.debug("ready: %s", path)
-        sig = regular_sig(path)
-        if sig is not None:
-            self._handed[path] = sig
+        sig = regular_sig(path)  # before on_ready: the pipeline may move it at once
         try:
             self._on_ready(path)
         except Exception:
             log.exception("on_ready failed for %s", path)
+            return  # not handed over: the next rescan offers it again
+        if sig is not None:
+            self._handed[path] = sig
