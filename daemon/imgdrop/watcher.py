@@ -285,7 +285,7 @@ class Watcher:
     def pending(self) -> int:
         """Return how many files are known but not yet handed to on_ready.
 
-        An empty placeholder held back only by its `.part` sibling is not counted: like a file
+        An empty placeholder held back only by its `.part`/`.aria2` sibling is not counted: like a file
         in backoff it waits on someone else (an abandoned download would never finish).
         """
         with self._cond:
@@ -294,7 +294,7 @@ class Watcher:
     # -- observer thread ----------------------------------------------------------------------
 
     def _on_event(self, event: FileSystemEvent) -> None:
-        """Filter by name and queue; no I/O here, this is watchdog's thread."""
+        """Filter by name and queue; watchdog's thread, so no I/O beyond `_is_inbox`'s one stat."""
         if event.is_directory:
             return
         if isinstance(event, FileMovedEvent):
