@@ -285,8 +285,8 @@ class Watcher:
     def pending(self) -> int:
         """Return how many files are known but not yet handed to on_ready.
 
-        An empty placeholder held back only by its `.part`/`.aria2` sibling is not counted: like a file
-        in backoff it waits on someone else (an abandoned download would never finish).
+        An empty placeholder held back only by its `.part`/`.aria2` sibling is not counted: like
+        a file in backoff it waits on someone else (an abandoned download would never finish).
         """
         with self._cond:
             return len(self._events) + self._held
