@@ -13,6 +13,7 @@ import pytest
 
 from imgdrop import __version__
 from imgdrop.cli import main
+from imgdrop.config import load
 from imgdrop.exitcodes import Exit
 from tests.conftest import CLIENT_ID
 
@@ -48,6 +49,18 @@ def test_version_from_the_installed_script() -> None:
         ["config", "path"],
         ["config", "show"],
         ["config", "check"],
+        ["upload"],
+        ["status"],
+        ["history"],
+        ["delete"],
+        ["retry"],
+        ["reload"],
+        ["doctor"],
+        ["hosts"],
+        ["hosts", "list"],
+        ["hosts", "import"],
+        ["hosts", "test"],
+        ["demo"],
     ],
 )
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,8 +108,97 @@ def test_init_writes_a_private_config_and_refuses_to_overwrite(
     assert CLIENT_ID not in out
     assert main(["--config", str(config_file), "init"]) == Exit.FAILURE
     assert "--force" in capsys.readouterr().err
-    assert main(["--config", str(config_file), "init", "--force"]) == Exit.OK
+    assert main(["--config", str(config_file), "init", "--force", "--reset"]) == Exit.OK
     assert CLIENT_ID not in config_file.read_text()
+    assert len(list(tmp_path.glob("config.yaml.bak-*"))) == 1
+
+
+def test_init_force_keeps_set_values_adds_missing_keys_and_backs_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        f"client_id: {CLIENT_ID}\nworkers: 5\nhosts: [catbox, imgur]\n"
+        f"inbox: {tmp_path / 'in'}\n# my own note\n",
+        encoding="utf-8",
+    )
+    old = config_file.read_text()
+    assert main(["--config", str(config_file), "init", "--force"]) == Exit.OK
+    text = config_file.read_text()
+    settings = load(config_file)
+    assert (settings.client_id, settings.workers, settings.hosts) == (
+        CLIENT_ID,
+        5,
+        ("catbox", "imgur"),
+    )
+    assert settings.inbox == tmp_path / "in"
+    assert "rescan_seconds: 60" in text and "# my own note" not in text  # comments rewritten
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
+    (backup,) = tmp_path.glob("config.yaml.bak-*")
+    assert backup.read_text() == old
+    assert CLIENT_ID not in capsys.readouterr().out
+
+
+def test_reset_without_force_is_a_usage_error(tmp_path: Path) -> None:
+    assert main(["--config", str(tmp_path / "c.yaml"), "init", "--reset"]) == Exit.USAGE
+
+
+def test_config_given_after_the_command_says_where_it_goes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status", "--config", "x.yaml"])
+    assert exit_info.value.code == Exit.USAGE
+    assert "--config goes before the command" in capsys.readouterr().err
+
+
+def test_config_check_without_a_config_suggests_init(tmp_path: Path) -> None:
+    result = imgdrop("--config", str(tmp_path / "none.yaml"), "config", "check")
+    assert result.returncode == Exit.CONFIG
+    assert "imgdrop init" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.yaml"
+    assert main(["--config", str(config_file), "init", "--client-id", CLIENT_ID]) == Exit.OK
+    script = Path(sys.executable).with_name("imgdrop")
+    for args in (["config", "show"], ["--help"]):
+        shell = (
+            f"'{script}' --config '{config_file}' {' '.join(args)} | true; echo ${{PIPESTATUS[0]}}"
+        )
+        if args == ["--help"]:
+            shell = f"'{script}' --help | true; echo ${{PIPESTATUS[0]}}"
+        done = subprocess.run(
+            ["bash", "-c", shell], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert done.stderr == ""
+        assert done.stdout.strip() == "0"
+
+
+def test_journal_error_is_one_line_exit_78(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.yaml"
+    journal = tmp_path / "ro" / "history.sqlite3"
+    journal.parent.mkdir()
+    config_file.write_text(
+        f"client_id: {CLIENT_ID}\njournal: {journal}\ninbox: {tmp_path / 'i'}\n"
+        f"outbox: {tmp_path / 'o'}\ndone: {tmp_path / 'd'}\nfailed: {tmp_path / 'f'}\n",
+        encoding="utf-8",
+    )
+    config_file.chmod(0o600)
+    assert main(["--config", str(config_file), "history"]) == Exit.OK  # no journal yet: empty
+    journal.write_bytes(b"")
+    journal.chmod(0o400)
+    journal.parent.chmod(0o500)
+    try:
+        if os.geteuid() == 0:
+            pytest.skip("root can write anything")
+        result = imgdrop("--config", str(config_file), "delete", "last")
+    finally:
+        journal.parent.chmod(0o700)
+    assert result.returncode == Exit.CONFIG
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_config_path_follows_option_and_environment(

@@ -1,0 +1,1 @@
+"""One module per `imgdrop` command; cli.py only parses and dispatches."""
