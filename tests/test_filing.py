@@ -490,3 +490,30 @@ def test_naming_never_overwrites_fits_and_round_trips(
     if not taken and len(raw) <= 245:
         assert encoded == raw[:255]  # a name that fits is kept as it is
     shutil.rmtree(folder)
+
+
+@hsettings(
+    derandomize=True,
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(raw=name_bytes, clashes=st.integers(min_value=0, max_value=3))
+def test_file_failed_files_any_name_beside_its_reason(
+    tmp_path: Path, raw: bytes, clashes: int
+) -> None:
+    name = os.fsdecode(raw[:255])
+    root = tmp_path / uuid.uuid4().hex
+    inbox, failed = root / "in", root / "failed"
+    inbox.mkdir(parents=True)
+    failed.mkdir()
+    for cand in itertools.islice(candidates(name, len(filing.ERROR_SUFFIX)), clashes):
+        (failed / cand).write_bytes(b"older")
+    src = inbox / name
+    src.write_bytes(b"new")
+    dest = file_failed(src, failed, f"rejected {name}", {"server message": name})
+    assert dest.read_bytes() == b"new" and not src.exists()
+    assert len(os.fsencode(error_path(dest).name)) <= 255
+    assert error_path(dest).read_bytes().decode("utf-8").startswith("rejected ")
+    assert sum(p.read_bytes() == b"older" for p in failed.iterdir()) == clashes
+    shutil.rmtree(root)

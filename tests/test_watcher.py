@@ -630,6 +630,27 @@ def test_disk_spelling_is_the_path_itself_off_macos(monkeypatch: pytest.MonkeyPa
     assert watcher_module.disk_spelling("/a/b") == "/a/b"
 
 
+def test_disk_spelling_falls_back_when_f_getpath_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The darwin branch run here: fcntl command 50 is refused off macOS, a missing folder
+    # cannot be opened; both keep the path as given instead of raising.
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert watcher_module.disk_spelling(str(tmp_path)) == str(tmp_path)
+    assert watcher_module.disk_spelling(str(tmp_path / "missing")) == str(tmp_path / "missing")
+
+
+def test_finder_info_read_through_libc_where_os_has_no_getxattr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python on macOS has no os.getxattr: the ctypes path must answer, never raise.
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.delattr(os, "getxattr", raising=False)
+    (tmp_path / "f.png").write_bytes(b"x")
+    assert writers.finder_copying(tmp_path / "f.png") is False
+    assert writers._finder_info(tmp_path / "f.png") is None
+
+
 def test_inbox_through_a_symlinked_parent_gets_live_events(
     start: Start, tmp_path: Path, polling: bool
 ) -> None:
