@@ -106,3 +106,25 @@ def test_resize_down_lets_surplus_workers_leave(tmp_path: Path) -> None:
     wait_until(lambda: sum(t.is_alive() for t in workers._threads) == 1, message="two leave")
     queue.stop()
     assert workers.join(time.monotonic() + 5)
+
+
+def test_woken_files_are_not_settled_while_paced(tmp_path: Path) -> None:
+    """Defect: `run --once` exited 1 while woken files were still paced, not yet due."""
+    queue = WorkQueue()
+    for i in range(3):
+        queue.later(tmp_path / f"{i}.png", time.time() + 3600, "outage")
+    assert queue.settled()
+    queue.wake()
+    assert not queue.settled()
+    assert queue.waiting() == {}
+
+
+def test_a_file_held_during_a_wake_looks_again_on_release(tmp_path: Path) -> None:
+    queue = WorkQueue()
+    path = tmp_path / "x.png"
+    queue.submit(path)
+    assert queue.take(lambda: False) == path
+    queue.wake()  # a host came back while this worker was deciding to wait
+    queue.later(path, time.time() + 3600, "waiting for a host")
+    queue.release(path)
+    assert queue.take(lambda: False) == path

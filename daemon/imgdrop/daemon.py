@@ -11,13 +11,14 @@ import platform
 import signal
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 from types import FrameType
 
 import platformdirs
 
-from imgdrop import __version__, macos, notify
-from imgdrop.config import ConfigError, Settings, ensure_folders, load
+from imgdrop import __version__, hosts, macos, notify
+from imgdrop.config import ConfigError, Settings, ensure_folders, load, mask
 from imgdrop.exitcodes import Exit
 from imgdrop.journal import Journal, JournalError
 from imgdrop.notify import Notifier
@@ -91,6 +92,7 @@ class Daemon:
         self._watched: tuple[int, int] | None = None  # the inbox folder being watched
         self._watch_error: str | None = None
         self._stuck_since: float | None = None  # --once: since when only unready files remain
+        self._edit_error: str | None = None  # the last refused edit, said once
 
     def run(self, once: bool = False) -> Exit:
         """Run until SIGTERM/SIGINT (or, with `once`, until the inbox is drained)."""
@@ -205,31 +207,63 @@ class Daemon:
         old = self._settings
         try:
             new = load(old.path)
-            if not new.client_id:
-                raise ConfigError(f"{old.path}: client_id is not set")
+            check_hosts(new)
             ensure_folders(new)
         except (ConfigError, OSError) as err:
-            log.error("config not reloaded, the previous one stays in force: %s", err)
+            if str(err) != self._edit_error:  # a refused edit is said once, not every second
+                log.error("config not reloaded, the previous one stays in force: %s", err)
+            self._edit_error = str(err)
             return
+        if self._edit_error is not None:
+            log.info("config ok again")
+            self._edit_error = None
         assert self._pipeline is not None
         if new == old:
-            self._pipeline.resume()  # saved unchanged or SIGHUP: "try again now"
+            count = self._pipeline.resume()  # saved unchanged or SIGHUP: "try again now"
+            log.info("config unchanged; retried %d waiting file(s) now", count)
             return
         logging.getLogger().setLevel(new.log_level)
         self._settings = new
         self._pipeline.update(new)
         if new.journal != old.journal:
             log.warning("a new journal location takes effect at the next start")
-        if (new.inbox, new.settle_seconds, new.observer) != (
+        if (new.inbox, new.settle_seconds, new.observer, new.rescan_seconds) != (
             old.inbox,
             old.settle_seconds,
             old.observer,
+            old.rescan_seconds,
         ):
             self._rewatch()
             log.info("now watching %s", new.inbox)
             if new.inbox != old.inbox:
                 _mention_left_behind(old.inbox)
-        log.info("config reloaded from %s", new.path)
+        log.info("config reloaded from %s: %s", new.path, describe_changes(old, new))
+
+
+def check_hosts(settings: Settings) -> None:
+    """Raise ConfigError unless every host of `hosts` can be built (a bad .sxcu names its key)."""
+    for host in hosts.build(settings):
+        host.close()
+
+
+def describe_changes(old: Settings, new: Settings) -> str:
+    """`workers 2 → 3, notify true → false`; secrets masked."""
+    changes = []
+    for key in fields(Settings):
+        before, after = getattr(old, key.name), getattr(new, key.name)
+        if before != after and key.name != "path":
+            if key.name == "client_id":
+                before, after = mask(before), mask(after)
+            changes.append(f"{key.name} {_shown(before)} → {_shown(after)}")
+    return ", ".join(changes) or "nothing changed"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
 
 
 def _mention_left_behind(old: Path) -> None:

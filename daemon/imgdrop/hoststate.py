@@ -206,9 +206,13 @@ class HostStates:
             if host is None:
                 return "not configured"
             if host.probing:
-                return "busy"
+                return "answering another file first"
             state, until = host.state(now)
-        return f"{state} until {when(until)}" if until else state
+            if state == "outage":
+                return host.reason.rstrip(".")
+        words = {"blocked": "blocked here", "paused": "Client ID refused",
+                 "rate-limited": "rate limit used up"}.get(state, state)  # fmt: skip
+        return f"{words} until {when(until)}" if until else words
 
     # -- answers -------------------------------------------------------------
 

@@ -89,12 +89,17 @@ class WorkQueue:
                 self._push(path, due)
 
     def wake(self, only: Callable[[str], bool] = lambda reason: True) -> int:
-        """Make waiting files (those whose reason `only` accepts) due now, paced; their count."""
+        """Make waiting files (those whose reason `only` accepts) due now, paced; their count.
+
+        Files a worker holds look again when released: one may be deciding to wait right now.
+        """
         with self.cond:
+            self._again.update(self._active)
             chosen = [p for p, why in self._waiting.items() if p in self._due and only(why)]
             chosen.sort(key=self._due.__getitem__)
             start = time.time()
             for i, path in enumerate(chosen):
+                del self._waiting[path]  # due (if paced) rather than waiting: not settled
                 self._push(path, start + i * PACE)
             self.cond.notify_all()
             return len(chosen)
