@@ -527,3 +527,25 @@ def test_a_closed_gate_does_not_read_waiting_files(
         wait_until(lambda: done_count(ws, 4), timeout=10, message="all after the reset")
     # the probe can fail: once uploaded, the reads did move atime
     assert all((ws.done / p.name).stat().st_atime != 1_000_000 for p in waiting)
+
+
+def test_a_5xx_for_one_file_counts_only_while_other_files_upload(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    """The other half of the outage rule: a file the host keeps failing on still gives up."""
+    ws = workspace
+    ws.write(api_url=fake_imgur.url, client_id=CLIENT_ID, max_attempts=3, workers=1)
+    poison = images.png()
+    fake_imgur.fail_content(poison, 502)
+    with running(ws):
+        ws.drop("cursed.png", poison)
+        for i in range(40):  # keep the host busy with files it takes
+            if "cursed.png.error.txt" in ws.names(ws.failed):
+                break
+            ws.drop(f"fine{i}.png", images.png())
+            wait_until(lambda i=i: len(fake_imgur.uploads) > i, message=f"fine{i}.png")
+        wait_until(lambda: len(ws.names(ws.failed)) == 2, message="cursed.png given up")
+    reason = (ws.failed / "cursed.png.error.txt").read_text()
+    assert "gave up after 3 attempts" in reason
+    assert "502" in reason
+    assert "cursed.png" not in ws.names(ws.done)

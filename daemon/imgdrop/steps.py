@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 DAY = 86400.0
 FALLBACK_RATE_WAIT = 60.0  # a 429 that names no reset time
+PROBE_TURN = 0.05  # seconds a failed probe waits behind the files that waited with it
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,9 @@ class Steps:
         for host_name, host in self.hosts.items():
             if (why := host.refuses(kind, size)) is not None:
                 refused[host_name] = Permanent(why)
+        sent = False
         while (name := self.states.pick(allowed)) is not None:
+            sent = True
             with self._lock:
                 since = self._seen.setdefault((job.path, name), self.states.successes(name))
             job.stream.seek(0)
@@ -263,7 +266,10 @@ class Steps:
                 return result
         if refused and all(name in refused for name in self.hosts):
             return refused
-        return Later(self.states.next_usable(allowed), self._waiting_reason(refused), quiet=True)
+        due = self.states.next_usable(allowed)
+        if sent:  # this file was the probe: the next probe is another waiting file
+            due += PROBE_TURN
+        return Later(due, self._waiting_reason(refused), quiet=True)
 
     def _waiting_reason(self, refused: Collection[str]) -> str:
         hosts = (f"{n}: {self.states.why(n) or 'busy'}" for n in self.hosts if n not in refused)

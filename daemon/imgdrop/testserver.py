@@ -231,6 +231,7 @@ class FakeHosts:
         self._files: dict[str, tuple[bytes, str, str]] = {}  # link path -> (content, mime, token)
         self._host_faults: dict[str, deque[_Fault]] = {}
         self._edge_block = False
+        self._poison: dict[bytes, int] = {}  # file bytes -> status: fail_content
         # Imgur links point at i.imgur.com like the real API; True serves them here (/i/<id>)
         self.local_links = False
         self._port = 0
@@ -481,6 +482,11 @@ class FakeHosts:
             with self._lock:
                 self._faults.append(fault)
 
+    def fail_content(self, data: bytes, status: int = 502) -> None:
+        """Answer every Imgur upload of exactly `data` with `status`; other files succeed."""
+        with self._lock:
+            self._poison[data] = status
+
     def _take_fault(self) -> _Fault | None:
         with self._lock:
             if not self._faults:
@@ -558,6 +564,8 @@ class FakeHosts:
         content = part.get_payload(decode=True) if part is not None else None
         if part is None or not isinstance(content, bytes) or not content:
             return error_reply(400, "No image data was sent to the upload api", path)
+        if content in self._poison:
+            return error_reply(self._poison[content], "Internal error for this file", path)
         mime, ext, width, height = _describe(content, part.get_content_type(), kind == "video")
         image_id, deletehash = _token(7), _token(15)
         link = f"https://i.imgur.com/{image_id}.{ext}"
