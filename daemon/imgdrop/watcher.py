@@ -47,6 +47,7 @@ IGNORED_NAMES = frozenset({"icon\r", "desktop.ini", "thumbs.db"})
 # Long enough for ImageMagick's close-empty-then-reopen (~1 ms), short enough to feel instant.
 CONFIRM_SECONDS = 0.015
 POLL_SECONDS = 0.25
+OVERFLOW_RESCAN_DELAY = 0.1
 # Only what readiness uses: closed_no_write and attrib never reach the handler. Our own opens
 # (the lease probe, the pipeline's reads) do arrive as "opened": see Watcher._apply.
 EVENT_FILTER: list[type[FileSystemEvent]] = [
@@ -245,8 +246,10 @@ class Watcher:
 
     def rescan_now(self) -> None:
         """List the inbox again soon (any thread): events were lost."""
+        # A flood overflows the queue again and again: one listing per short window is enough.
+        soon = time.monotonic() + OVERFLOW_RESCAN_DELAY
         with self._cond:
-            self._next_rescan = 0.0
+            self._next_rescan = min(self._next_rescan, soon)
             self._cond.notify()
 
     def stop(self, timeout: float = 5.0) -> None:
