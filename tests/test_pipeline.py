@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 
 from imgdrop import config, filing
 from imgdrop.journal import Journal
@@ -549,3 +550,35 @@ def test_a_5xx_for_one_file_counts_only_while_other_files_upload(
     assert "gave up after 3 attempts" in reason
     assert "502" in reason
     assert "cursed.png" not in ws.names(ws.done)
+
+
+def test_a_day_old_link_that_is_gone_uploads_the_bytes_afresh(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    """Same bytes reuse a live link; one the host answers 404 for (deleted on the web) is not."""
+    ws = workspace
+    fake_imgur.local_links = True  # the link itself can be asked (HEAD), as on the real web
+    data = images.png()
+    with running(ws):
+        ws.drop("first.png", data)
+        wait_until(lambda: done_count(ws, 1), message="the first upload")
+    (first,) = fake_imgur.uploads
+    a_day_passes(ws)
+    with running(ws):
+        ws.drop("again.png", data)
+        wait_until(lambda: done_count(ws, 2), message="the live link reused after a check")
+    assert len(fake_imgur.uploads) == 1
+    assert any(r.method == "HEAD" for r in fake_imgur.requests)  # the link, not the API
+    requests.delete(f"{fake_imgur.url}/3/image/{first.deletehash}",
+                    headers={"Authorization": f"Client-ID {CLIENT_ID}"}, timeout=5)  # fmt: skip
+    a_day_passes(ws)
+    with running(ws):
+        ws.drop("third.png", data)
+        wait_until(lambda: done_count(ws, 3), message="uploaded afresh")
+    assert len(fake_imgur.uploads) == 2
+    assert read_link(ws.outbox / "third.webloc") == fake_imgur.uploads[1].link
+
+
+def a_day_passes(ws: Workspace) -> None:
+    with Journal(ws.settings().journal) as journal:
+        journal._conn.execute("UPDATE upload SET uploaded_at = uploaded_at - 90000")
