@@ -663,7 +663,7 @@ def _dump(mapping: dict[str, object]) -> str:
 
 PROPERTY = hsettings(
     derandomize=True,
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
