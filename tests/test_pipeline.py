@@ -582,3 +582,27 @@ def test_a_day_old_link_that_is_gone_uploads_the_bytes_afresh(
 def a_day_passes(ws: Workspace) -> None:
     with Journal(ws.settings().journal) as journal:
         journal._conn.execute("UPDATE upload SET uploaded_at = uploaded_at - 90000")
+
+
+def test_a_name_that_is_not_utf8_is_uploaded_and_filed(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    """Defect: sqlite3 and .error.txt raised on such names; the file was retried forever."""
+    ws = workspace
+    raw = b"caf\xe9 shot.png"  # Latin-1, as an old camera or a SMB share writes it
+    bad = b"r\xe9sum\xe9.png"
+    with running(ws):
+        (ws.inbox / os.fsdecode(raw)).write_bytes(images.png())
+        (ws.inbox / os.fsdecode(bad)).write_bytes(b"not an image")
+        wait_until(lambda: len(raw_names(ws.done)) == 1, message="the odd name in done/")
+        wait_until(lambda: len(raw_names(ws.failed)) == 2, message="the odd reject in failed/")
+    assert raw_names(ws.done) == [raw]
+    assert raw_names(ws.failed) == [bad, bad + b".error.txt"]
+    assert raw_names(ws.inbox) == []
+    (link_file,) = raw_names(ws.outbox)
+    assert link_file == b"caf\xe9 shot.webloc"
+
+
+def raw_names(folder: Path) -> list[bytes]:
+    """The names in `folder` as the file system stores them."""
+    return sorted(os.listdir(os.fsencode(folder)))  # noqa: PTH208 - bytes names need os.listdir
