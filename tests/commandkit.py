@@ -8,9 +8,8 @@ import sys
 import zlib
 from pathlib import Path
 
-from tests.workspace import Workspace
-
 from imgdrop.commands.demo import png
+from tests.workspace import Workspace
 
 
 def image(seed: int) -> bytes:

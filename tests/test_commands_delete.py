@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
+from imgdrop.journal import Journal
 from tests.commandkit import image, imgdrop, upload_once
 from tests.fakeimgur import FakeImgur
 from tests.workspace import Workspace
-
-from imgdrop.journal import Journal
 
 
 def _deletes(fake: FakeImgur) -> list[str]:

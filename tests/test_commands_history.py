@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from tests.commandkit import image, imgdrop, upload_once
-from tests.workspace import Workspace
-
 from imgdrop.commands.history import JSON_KEYS
 from imgdrop.journal import Journal
+from tests.commandkit import image, imgdrop, upload_once
+from tests.workspace import Workspace
 
 
 def test_history_json_has_the_spec_keys_newest_first(workspace: Workspace) -> None:
@@ -39,11 +38,11 @@ def test_today_leaves_out_older_uploads_and_text_masks_handles(workspace: Worksp
     upload_once(workspace, {"old.png": image(3), "new.png": image(4)})
     with Journal(workspace.journal) as journal:
         old = next(e for e in journal.history() if e.name == "old.png")
-        journal._conn.execute(  # noqa: SLF001 - age one row by two days
+        journal._conn.execute(
             "UPDATE upload SET uploaded_at = ?, created_at = ? WHERE id = ?",
             (time.time() - 2 * 86400, time.time() - 2 * 86400, old.id),
         )
-        journal._conn.commit()  # noqa: SLF001
+        journal._conn.commit()
         hashes = [e.deletehash for e in journal.history() if e.deletehash]
     today = json.loads(imgdrop(workspace, "history", "--today", "--json").stdout)
     assert [row["file"] for row in today] == ["new.png"]

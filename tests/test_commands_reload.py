@@ -1,4 +1,4 @@
-"""`imgdrop reload`: SIGHUP to the daemon holding the lock; a waiting file goes now; 3 without one."""
+"""`imgdrop reload`: SIGHUP to the lock holder; a waiting file goes now; 3 without a daemon."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_reload_makes_a_file_waiting_on_a_paused_host_go_now(
     done = imgdrop(workspace, "reload")
     assert done.returncode == 0, done.stderr
     assert f"pid {proc.proc.pid}" in done.stdout
-    wait_until(lambda: (workspace.done / "later.png").exists(), 5, "the retry:\n" + proc.log)
+    wait_until((workspace.done / "later.png").exists, 5, "the retry:\n" + proc.log)
 
 
 @pytest.mark.xfail(
@@ -64,4 +64,4 @@ def test_reload_makes_a_file_waiting_on_an_outage_go_now(
     assert (workspace.inbox / "later.png").exists()
     done = imgdrop(workspace, "reload")
     assert done.returncode == 0, done.stderr
-    wait_until(lambda: (workspace.done / "later.png").exists(), 5, "the retry:\n" + proc.log)
+    wait_until((workspace.done / "later.png").exists, 5, "the retry:\n" + proc.log)

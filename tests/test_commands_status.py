@@ -1,16 +1,15 @@
-"""`imgdrop status`: exit 0/3 from the lock really held (never a stale pid), --json, waiting files."""
+"""`imgdrop status`: exit 0/3 from the lock really held (never a stale pid), --json, waiting."""
 
 from __future__ import annotations
 
 import json
 import os
 
+from imgdrop.journal import Journal
 from tests.commandkit import image, imgdrop, upload_once
 from tests.conftest import wait_until
 from tests.fakeimgur import FakeImgur
 from tests.workspace import DaemonProcess, Workspace
-
-from imgdrop.journal import Journal
 
 
 def test_not_running_exits_3_even_with_a_stale_pid(workspace: Workspace) -> None:
