@@ -676,3 +676,24 @@ def test_events_match_the_inbox_by_identity_not_spelling(tmp_path: Path) -> None
     assert w._inbox_child(f"{tmp_path}/same/a.png") == inbox / "a.png"  # another spelling
     assert w._inbox_child(f"{tmp_path}/other/a.png") is None
     assert w._inbox_child(f"{inbox}/Thumbs.db") is None
+
+
+def test_an_unlistable_moment_does_not_requeue_handed_files(
+    start: Start, inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watcher, recorder = start(False, 0.2, rescan=0.2)
+    write_file(inbox / "waiting.png", b"in backoff")  # stays in the inbox, as in a backoff
+    wait_until(lambda: recorder.has("waiting.png"), 10, "waiting.png reported")
+    real_scan = watcher._scan
+    failed: list[float] = []
+
+    def unlistable() -> list[str] | None:  # EIO from a dropped network volume, say
+        failed.append(time.monotonic())
+        return None
+
+    monkeypatch.setattr(watcher, "_scan", unlistable)
+    wait_until(lambda: len(failed) >= 2, 5, "two failed rescans")
+    monkeypatch.setattr(watcher, "_scan", real_scan)
+    listed_again = time.monotonic() + 0.5
+    wait_until(lambda: time.monotonic() > listed_again, 5, "rescans that list again")
+    assert_reported_once(recorder, "waiting.png", b"in backoff")

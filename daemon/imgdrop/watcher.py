@@ -202,6 +202,7 @@ class Watcher:
         self._spellings: dict[str, bool] = {}
         self._next_rescan = 0.0  # monotonic; guarded by _cond
         self._handed: dict[Path, Sig] = {}  # readiness thread only: what on_ready last got
+        self._scan_failed = False
         self._cond = threading.Condition()
         self._events: list[tuple[str, Path]] = []  # guarded by _cond
         self._held = 0  # candidates + batch in hand on the readiness thread; guarded by _cond
@@ -242,7 +243,7 @@ class Watcher:
             raise
         _listen_for_overflow(self)
         # Scan after the watch exists so nothing dropped during start-up falls in between.
-        self._push([("scan", self._inbox / name) for name in self._scan()])
+        self._push([("scan", self._inbox / name) for name in self._scan() or ()])
 
     def rescan_now(self) -> None:
         """List the inbox again soon (any thread): events were lost."""
@@ -333,18 +334,25 @@ class Watcher:
             self._events.extend(items)
             self._cond.notify()
 
-    def _scan(self) -> list[str]:
-        """Return the names of regular, non-ignored files in the inbox (symlinks not followed)."""
+    def _scan(self) -> list[str] | None:
+        """Return the names of regular, non-ignored files in the inbox (symlinks not followed).
+
+        None when the inbox cannot be listed (logged once per failure streak).
+        """
         try:
             with os.scandir(self._inbox) as entries:
-                return [
+                names = [
                     e.name
                     for e in entries
                     if not is_ignored(e.name) and e.is_file(follow_symlinks=False)
                 ]
         except OSError as exc:
-            log.error("cannot list %s: %s", self._inbox, exc)
-            return []
+            if not self._scan_failed:
+                log.error("cannot list %s: %s", self._inbox, exc)
+            self._scan_failed = True
+            return None
+        self._scan_failed = False
+        return names
 
     # -- readiness thread ---------------------------------------------------------------------
 
@@ -388,8 +396,11 @@ class Watcher:
             if now < self._next_rescan:
                 return
             self._next_rescan = now + self._rescan_seconds
+        names = self._scan()
+        if names is None:
+            return  # keep what was handed over: an unreadable moment must not re-queue it all
         present: dict[Path, Sig] = {}
-        for name in self._scan():
+        for name in names:
             path = self._inbox / name
             sig = regular_sig(path)
             if sig is not None:
