@@ -17,11 +17,16 @@ def image(seed: int) -> bytes:
     return png((seed % 256, (seed * 7) % 256, zlib.crc32(str(seed).encode()) % 256))
 
 
-def imgdrop(ws: Workspace, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run `python -m imgdrop --config <ws> ARGS` as a real process."""
+def imgdrop(
+    ws: Workspace, *args: str, timeout: float = 30, env_path: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m imgdrop --config <ws> ARGS` as a real process (PATH=env_path if given)."""
+    env = dict(os.environ)
+    if env_path is not None:
+        env["PATH"] = env_path
     return subprocess.run(
         [sys.executable, "-m", "imgdrop", "--config", str(ws.config), *args],
-        capture_output=True, text=True, timeout=timeout, check=False, env=dict(os.environ),
+        capture_output=True, text=True, timeout=timeout, check=False, env=env,
     )  # fmt: skip
 
 
