@@ -437,6 +437,7 @@ class Watcher:
             del self._handed[path]
         if kind == "deleted":
             self._candidates.pop(path, None)
+            self._handed.pop(path, None)  # archived: keep the set to what is still here
         elif kind == "opened":
             # Only a writer reopening within the confirmation window matters (ImageMagick).
             # Our own opens land here too and must change nothing: the pipeline's reads find no
