@@ -697,3 +697,23 @@ def test_an_unlistable_moment_does_not_requeue_handed_files(
     listed_again = time.monotonic() + 0.5
     wait_until(lambda: time.monotonic() > listed_again, 5, "rescans that list again")
     assert_reported_once(recorder, "waiting.png", b"in backoff")
+
+
+def test_a_file_finder_marks_busy_waits_until_the_mark_goes(
+    start: Start, inbox: Path, polling: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Finder's marks exist only on macOS: the reader of them is stubbed, the rest is real.
+    busy = {"copy.png"}
+    monkeypatch.setattr(watcher_module, "finder_copying", lambda path: path.name in busy)
+    monkeypatch.setattr(watcher_module, "open_for_writing", lambda path: None)  # no lease
+    watcher, recorder = start(polling, 0.2)
+    write_file(inbox / "copy.png", PAYLOAD)
+    write_file(inbox / "other.png", b"other")
+    wait_until(lambda: recorder.has("other.png"), 10, "other.png reported")
+    deadline = time.monotonic() + 0.5
+    wait_until(lambda: time.monotonic() > deadline, 5, "two settle periods")
+    assert not recorder.has("copy.png")
+    busy.clear()  # Finder finished: it resets the creation date and FinderInfo
+    wait_until(lambda: recorder.has("copy.png"), 10, "copy.png reported after the copy")
+    barrier(inbox, watcher, recorder)
+    assert_reported_once(recorder, "copy.png", PAYLOAD)

@@ -510,7 +510,7 @@ class Watcher:
             cand.awaits_sibling = True
             return False
         cand.awaits_sibling = False
-        if sig.size > 0 and finder_copying(path):
+        if finder_copying(path):  # Finder may create the copy empty, then fill it
             cand.due = now + self._settle_seconds
             return False
         # An empty file is never ready before settle_seconds, whatever the probe says.
