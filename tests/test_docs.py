@@ -97,7 +97,8 @@ def shell_lines(text: str) -> Iterator[str]:
 def imgdrop_invocations(text: str) -> list[list[str]]:
     """Return the arguments of every `imgdrop ...` (or `.venv/bin/imgdrop ...`) shown."""
     found = []
-    for line in shell_lines(text):
+    for shown in shell_lines(text):
+        line = re.sub(r"<[^<>`]*>", "PLACEHOLDER", shown)  # `--config <absolute path>`
         try:
             tokens = shlex.split(line, comments=True)
         except ValueError:
@@ -115,6 +116,23 @@ def imgdrop_invocations(text: str) -> list[list[str]]:
             if args:
                 found.append(args)
     return found
+
+
+def concrete(args: list[str]) -> list[list[str]]:
+    """Return the invocations a synopsis stands for (`[--opt X]` left out, `a|b` each, `FILE…`
+    as FILE); plain invocations come back as they are."""
+    plain: list[str] = []
+    depth = 0
+    for arg in args:
+        if depth or arg.startswith("["):
+            depth += arg.count("[") - arg.count("]")
+            continue
+        plain.append(arg.rstrip("…").removesuffix("..."))
+    forms = [plain]
+    for i, arg in enumerate(plain):
+        if "|" in arg and not arg.startswith("-"):
+            forms = [[*form[:i], alt, *form[i + 1 :]] for form in forms for alt in arg.split("|")]
+    return forms
 
 
 def parses(args: list[str]) -> bool:
@@ -199,7 +217,11 @@ def test_the_generated_table_passes_its_own_check() -> None:
 
 def test_every_command_and_option_is_documented() -> None:
     text = readme()
-    shown = {tuple(a for a in args if not a.startswith("-")) for args in imgdrop_invocations(text)}
+    shown = {
+        tuple(a for a in form if not a.startswith("-"))
+        for args in imgdrop_invocations(text)
+        for form in concrete(args)
+    }
     missing = [
         " ".join(path)
         for path, _ in command_paths(_parser())
@@ -215,19 +237,26 @@ def test_every_command_and_option_is_documented() -> None:
 def test_every_command_shown_exists() -> None:
     invocations = imgdrop_invocations(readme())
     assert len(invocations) > 5, "the command extraction found the README's commands"
-    wrong = [" ".join(args) for args in invocations if not parses(args)]
+    wrong = [" ".join(args) for args in invocations if not all(map(parses, concrete(args)))]
     assert not wrong, f"README.md shows commands the parser rejects: {wrong}"
 
 
 def test_python_m_form_works_the_same() -> None:
     for line in shell_lines(readme()):
-        if "-m imgdrop" in line:
-            args = shlex.split(line.split("-m imgdrop", 1)[1], comments=True)
+        if re.search(r"-m imgdrop(\s|$)", line):
+            args = shlex.split(re.split(r"-m imgdrop(?:\s|$)", line, maxsplit=1)[1], comments=True)
             assert parses(args), f"README.md shows a command the parser rejects: {line}"
 
 
 def test_example_config_is_mentioned() -> None:
     assert "config/imgdrop.example.yaml" in readme()
+
+
+def test_a_synopsis_stands_for_its_concrete_forms() -> None:
+    assert concrete(["history", "[--limit", "N]", "[--today]", "[--json]"]) == [["history"]]
+    assert concrete(["hosts", "list|import"]) == [["hosts", "list"], ["hosts", "import"]]
+    assert concrete(["delete", "REF…"]) == [["delete", "REF"]]
+    assert not parses(concrete(["nosuch", "[--x]"])[0])
 
 
 def test_extraction_sees_through_paths_and_skips_output() -> None:
