@@ -493,6 +493,9 @@ class Watcher:
         if sig is None:
             del self._candidates[path]
             return False
+        if finder_copying(path):  # Finder may create the copy empty, then fill it
+            cand.due = now + self._settle_seconds
+            return False
         if cand.mode == "now" and sig.size > 0:
             return True
         if sig != cand.sig or cand.mode == "now":
@@ -510,9 +513,6 @@ class Watcher:
             cand.awaits_sibling = True
             return False
         cand.awaits_sibling = False
-        if finder_copying(path):  # Finder may create the copy empty, then fill it
-            cand.due = now + self._settle_seconds
-            return False
         # An empty file is never ready before settle_seconds, whatever the probe says.
         writing = open_for_writing(path) if sig.size > 0 or quiet else None
         if writing is False:
