@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from tests.commandkit import image, imgdrop
 from tests.conftest import wait_until
 from tests.fakeimgur import FakeImgur
@@ -50,10 +48,6 @@ def test_reload_makes_a_file_waiting_on_a_paused_host_go_now(
     wait_until((workspace.done / "later.png").exists, 5, "the retry:\n" + proc.log)
 
 
-@pytest.mark.xfail(
-    reason="hoststate.lift_pauses keeps an outage's probe backoff (asked the lead in REQUESTS.md)",
-    strict=True,
-)
 def test_reload_makes_a_file_waiting_on_an_outage_go_now(
     workspace: Workspace, fake_imgur: FakeImgur, daemons: list[DaemonProcess]
 ) -> None:

@@ -337,12 +337,16 @@ class HostStates:
             self._on_usable()
 
     def lift_pauses(self) -> bool:
-        """Config saved or SIGHUP: try paused hosts again now; True when one was paused."""
+        """Config saved or SIGHUP: try paused hosts, and a host in an outage, again now.
+
+        Rate limits and blocks stay: the host said when. True when a host was paused.
+        """
         with self._lock:
             paused = [h for h in self._hosts.values() if h.auth_until]
             for host in paused:
                 host.auth_until = 0.0
-                host.probe_due = 0.0
+            for host in self._hosts.values():
+                host.probe_due = 0.0  # an outage gets its next probe now
         return bool(paused)
 
     def _save(self, host: HostState) -> None:
