@@ -294,3 +294,9 @@ def test_wheel_installs_in_a_fresh_venv_and_runs(tmp_path: Path, isolated_home: 
     )
     assert init.returncode == 0, init.stderr
     assert config_file.read_text() == (REPO / "config" / "imgdrop.example.yaml").read_text()
+
+
+def test_run_service_is_a_hidden_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "--service" not in capsys.readouterr().out

@@ -75,3 +75,18 @@ def test_a_host_without_delete_says_so(workspace: Workspace, fake_imgur: FakeImg
     assert done.returncode == 1
     assert "catbox has no delete" in done.stderr
     assert fake_imgur.requests == []
+
+
+def test_an_upload_gone_from_the_host_is_marked_deleted(
+    workspace: Workspace, fake_imgur: FakeImgur
+) -> None:
+    upload_once(workspace, {"gone.png": image(16)})
+    assert imgdrop(workspace, "delete", "gone.png").returncode == 0
+    with Journal(workspace.journal) as journal:  # as if the journal never heard of that delete
+        (entry,) = journal.find_ref("gone.png")
+        journal._conn.execute("UPDATE upload SET state = 'done' WHERE id = ?", (entry.id,))
+        journal._conn.commit()
+    done = imgdrop(workspace, "delete", "gone.png")
+    assert done.returncode == 0, done.stderr
+    assert "already gone from imgur" in done.stdout
+    assert _rows(workspace)[0]["state"] == "deleted"

@@ -59,6 +59,10 @@ def _one(  # noqa: PLR0911 - one plain answer per case
         journal.mark_deleted(entry.id)
         print(f"deleted {label} from {entry.host}")
         return True
+    if isinstance(outcome, hosts.Permanent) and outcome.status == 404:
+        journal.mark_deleted(entry.id)  # deleted on the web already: the bytes may go again
+        print(f"{label} was already gone from {entry.host}; marked deleted")
+        return True
     reason = getattr(outcome, "reason", "") or "the host did not confirm the delete"
     print(f"imgdrop: {label}: not deleted: {reason}", file=sys.stderr)
     return False

@@ -14,7 +14,10 @@ from imgdrop.exitcodes import Exit
 def reload(settings: Settings) -> Exit:
     """Signal the running daemon; 3 when none holds the lock."""
     pid = running_pid(settings)
-    if not pid:
+    if pid == 0:  # holds the lock, pid not written yet: it is starting and reads the config anyway
+        print("the daemon is just starting; it reads the config as it starts")
+        return Exit.OK
+    if pid is None:
         print(f"imgdrop: no daemon is running for {settings.path}", file=sys.stderr)
         return Exit.NOT_RUNNING
     try:
