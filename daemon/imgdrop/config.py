@@ -8,7 +8,7 @@ import os
 import re
 import stat
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -427,13 +427,14 @@ def _check_folders(settings: Settings, lines: dict[str, int]) -> None:
             )
 
 
-def _same(x: tuple[Path, tuple[int, int] | None], y: tuple[Path, tuple[int, int] | None]) -> bool:
+_Place = tuple[Path, tuple[int, int] | None]  # a resolved folder and its (dev, inode) if any
+
+
+def _same(x: _Place, y: _Place) -> bool:
     return x[0] == y[0] or (x[1] is not None and x[1] == y[1])
 
 
-def _overlap(
-    a: list[tuple[Path, tuple[int, int] | None]], b: list[tuple[Path, tuple[int, int] | None]]
-) -> str | None:
+def _overlap(a: Sequence[_Place], b: Sequence[_Place]) -> str | None:
     """Return "same", "inside" (b in a), "inside-reversed" (a in b) or None."""
     if _same(a[0], b[0]):
         return "same"
