@@ -544,7 +544,7 @@ def test_a_5xx_for_one_file_counts_only_while_other_files_upload(
             if "cursed.png.error.txt" in ws.names(ws.failed):
                 break
             ws.drop(f"fine{i}.png", images.png())
-            wait_until(lambda i=i: len(fake_imgur.uploads) > i, message=f"fine{i}.png")
+            wait_until(lambda: len(fake_imgur.uploads) > i, message=f"fine{i}.png")  # noqa: B023
         wait_until(lambda: len(ws.names(ws.failed)) == 2, message="cursed.png given up")
     reason = (ws.failed / "cursed.png.error.txt").read_text()
     assert "gave up after 3 attempts" in reason

@@ -13,10 +13,11 @@ from pathlib import Path
 from imgdrop import filing, hosts
 from imgdrop.config import Settings
 from imgdrop.hoststate import HostStates
+from imgdrop.inboxfile import same_file, shown
 from imgdrop.journal import Journal
 from imgdrop.notify import Notifier
 from imgdrop.scheduler import Workers, WorkQueue
-from imgdrop.steps import Steps, same_file, shown
+from imgdrop.steps import Steps
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ from imgdrop import filetype, hosts
 from imgdrop.config import Settings
 from imgdrop.exitcodes import Exit
 from imgdrop.hoststate import HostStates
+from imgdrop.inboxfile import Job, file_sha256, open_regular, shown
 from imgdrop.journal import Journal
 from imgdrop.notify import Notifier
-from imgdrop.steps import Job, Later, Steps, file_sha256, open_regular, shown
+from imgdrop.steps import Later, Steps
 
 
 def upload(settings: Settings, files: list[Path]) -> Exit:
