@@ -162,18 +162,27 @@ def test_config_check_without_a_config_suggests_init(tmp_path: Path) -> None:
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     config_file = tmp_path / "config.yaml"
     assert main(["--config", str(config_file), "init", "--client-id", CLIENT_ID]) == Exit.OK
-    script = Path(sys.executable).with_name("imgdrop")
-    for args in (["config", "show"], ["--help"]):
-        shell = (
-            f"'{script}' --config '{config_file}' {' '.join(args)} | true; echo ${{PIPESTATUS[0]}}"
-        )
-        if args == ["--help"]:
-            shell = f"'{script}' --help | true; echo ${{PIPESTATUS[0]}}"
-        done = subprocess.run(
-            ["bash", "-c", shell], capture_output=True, text=True, timeout=30, check=False
-        )
-        assert done.stderr == ""
-        assert done.stdout.strip() == "0"
+    script = str(Path(sys.executable).with_name("imgdrop"))
+    for args in (
+        ["--config", str(config_file), "config", "show"],
+        ["--help"],
+        ["history", "--help"],
+    ):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before imgdrop writes a byte: every write fails
+        try:
+            done = subprocess.run(
+                [script, *args], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                timeout=30, check=False,
+            )  # fmt: skip
+        finally:
+            os.close(write_end)
+        assert (done.returncode, done.stderr) == (0, ""), args
+    shell = f"'{script}' --config '{config_file}' config show | true; echo ${{PIPESTATUS[0]}}"
+    piped = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (piped.stdout.strip(), piped.stderr) == ("0", "")
 
 
 def test_journal_error_is_one_line_exit_78(tmp_path: Path) -> None:

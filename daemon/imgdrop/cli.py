@@ -35,8 +35,10 @@ COMMANDS = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     try:
-        code = _main(list(sys.argv[1:] if argv is None else argv))
-        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        try:
+            code = _main(list(sys.argv[1:] if argv is None else argv))
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here (also after --help), not at exit
     except BrokenPipeError:
         # Python's advice (signal docs): point stdout at devnull so the final flush is quiet
         devnull = os.open(os.devnull, os.O_WRONLY)
