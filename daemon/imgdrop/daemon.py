@@ -18,7 +18,7 @@ from types import FrameType
 import platformdirs
 
 from imgdrop import __version__, hosts, macos, notify
-from imgdrop.config import ConfigError, Settings, ensure_folders, load, mask
+from imgdrop.config import ConfigError, Settings, ensure_folders, load, mask, needs_client_id
 from imgdrop.exitcodes import Exit
 from imgdrop.journal import Journal, JournalError
 from imgdrop.notify import Notifier
@@ -190,7 +190,8 @@ class Daemon:
         settings = self._settings
         assert self._pipeline is not None
         polling = self._force_polling or settings.observer == "polling"
-        watcher = Watcher(settings.inbox, settings.settle_seconds, polling, self._pipeline.submit)
+        watcher = Watcher(settings.inbox, settings.settle_seconds, polling, self._pipeline.submit,
+                          rescan_seconds=settings.rescan_seconds)  # fmt: skip
         try:
             watcher.start()
         except OSError as err:
@@ -350,7 +351,7 @@ class _Waiter:
 def _load_for_service(path: Path) -> Settings:
     """Return the settings the service can run with; raise ConfigError or OSError."""
     settings = load(path)
-    if "imgur" in getattr(settings, "hosts", ("imgur",)) and not settings.client_id:
+    if needs_client_id(settings):
         raise ConfigError(f"{path}: client_id is not set")
     ensure_folders(settings)
     return settings

@@ -163,7 +163,7 @@ def refusal(config_file: Path, manager: str, program: list[str]) -> str | None:
             settings = config.load(config_file)
     except config.ConfigError as err:
         return f"the service could not start with this config: {err}"
-    if "imgur" in getattr(settings, "hosts", ("imgur",)) and not settings.client_id:
+    if config.needs_client_id(settings):
         if os.environ.get(env_id):
             return (
                 f"the Client ID is set only in the environment ({env_id}); the service does "
