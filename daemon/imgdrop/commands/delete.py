@@ -16,6 +16,9 @@ def delete(settings: Settings, refs: list[str]) -> Exit:
     ok = True
     built: dict[str, hosts.Host] = {}
     seen: set[tuple[str, str]] = set()
+    if not settings.journal.exists():
+        print("imgdrop: nothing uploaded yet (see: imgdrop history)", file=sys.stderr)
+        return Exit.FAILURE
     with Journal(settings.journal) as journal:
         try:
             for ref in refs:

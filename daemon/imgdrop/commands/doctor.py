@@ -53,7 +53,8 @@ def _credits(host: Any, api_url: str) -> str | None:
     # until HOSTS adds check_client_id: the same pooled session, so secrets stay scrubbed
     answer = host._http.send("GET", api_url.rstrip("/") + "/3/credits")
     if isinstance(answer, hosts.Transient):
-        return f"Imgur could not be reached: {answer.reason}"
+        reason = answer.reason.rstrip(".").removesuffix("; will retry")
+        return f"the Client ID could not be checked: {reason}"
     if answer.status in (401, 403):
         return f"Imgur refused the Client ID (HTTP {answer.status})"
     if answer.status >= 400:
@@ -68,6 +69,8 @@ def _client_id(settings: config.Settings, host: Any) -> Check:
     if problem is None:
         return True, f"host imgur: the Client ID ({origin}) is accepted", ""
     fix = f"check {origin}; a new ID: api.imgur.com/oauth2/addclient"
+    if "could not be checked" in problem:
+        fix = "check the network connection (and api_url), then run imgdrop doctor again"
     return False, f"host imgur: {problem}", fix
 
 
