@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from imgdrop.journal import Journal
 
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 MAX_WAIT = 86400.0  # no gate a host derives is trusted beyond a day (SPEC: clamp to 24 h)
 PROBE_RECHECK = 1.0  # seconds between looks at a host whose probe is still out
 META_PREFIX = "host:"
+LIMITS_SAVE_SECONDS = 5.0  # how stale the rate-limit figures `status` shows may be
 
 
 def when(epoch: float) -> str:
@@ -59,7 +60,7 @@ class HostState:
     proven: bool = False  # answered since start: until then one file at a time finds out
     limits: dict[str, float | None] | None = None
     reason: str = ""
-    said: set[str] = field(default_factory=set)
+    saved_at: float = 0.0
 
     def usable_at(self, now: float) -> float:
         """When this host may be sent a file (`now` or earlier: at once)."""
@@ -263,7 +264,8 @@ class HostStates:
             if closing:
                 host.rate_until = gate
                 host.reason = reason
-            self._save(host)
+            if closing or now - host.saved_at >= LIMITS_SAVE_SECONDS:
+                self._save(host)  # the figures are for `status`: a write per upload is waste
         if closing:
             log.warning("%s: %s: no uploads until %s", label(name), reason.rstrip("."), when(gate))
 
@@ -351,8 +353,9 @@ class HostStates:
 
     def _save(self, host: HostState) -> None:
         """Persist under the lock, so a concurrent change never overwrites with older values."""
+        host.saved_at = time.time()
         try:
-            self._journal.set_meta(META_PREFIX + host.name, host.to_json(time.time()))
+            self._journal.set_meta(META_PREFIX + host.name, host.to_json(host.saved_at))
         except Exception as err:  # the gate still holds in memory; status shows it later
             log.warning("%s: could not save its state in the journal: %s", host.name, err)
 
