@@ -55,3 +55,15 @@ def test_no_journal_yet_is_an_empty_history(workspace: Workspace) -> None:
     done = imgdrop(workspace, "history", "--json")
     assert (done.returncode, json.loads(done.stdout)) == (0, [])
     assert not workspace.journal.exists()
+
+
+def test_names_that_are_not_utf8_print_safely(workspace: Workspace) -> None:
+    name = b"caf\xe9.png".decode("utf-8", "surrogateescape")
+    with Journal(workspace.journal) as journal:
+        entry = journal.start("2" * 64, name, 10, None)
+        journal.record_upload(entry.id, "imgur", "abc", "https://i.imgur.com/abc.png", "dh123456")
+    rows = json.loads(imgdrop(workspace, "history", "--json").stdout)
+    assert rows[0]["file"] == "caf\\xe9.png"
+    text = imgdrop(workspace, "history")
+    assert text.returncode == 0 and "caf\\xe9.png" in text.stdout
+    assert "dh123456" not in text.stdout
