@@ -619,12 +619,23 @@ def test_overlap_is_found_by_identity_where_the_spelling_differs(tmp_path: Path)
             os.system(f"umount {other}")
 
 
+Lineage = list[tuple[Path, tuple[int, int] | None]]
+
+
 def test_overlap_rule_compares_identities_where_spellings_differ() -> None:
     # What a case-insensitive APFS volume gives: two spellings, one (device, inode).
-    inbox = [(Path("/v/Pics/Inbox"), (1, 10)), (Path("/v/Pics"), (1, 9)), (Path("/v"), (1, 2))]
-    same = [(Path("/v/pics/inbox"), (1, 10)), (Path("/v/pics"), (1, 9)), (Path("/v"), (1, 2))]
-    inside = [(Path("/v/pics/inbox/Done"), None), *same]
-    apart = [(Path("/v/pics/Done"), None), (Path("/v/pics"), (1, 9)), (Path("/v"), (1, 2))]
+    inbox: Lineage = [
+        (Path("/v/Pics/Inbox"), (1, 10)),
+        (Path("/v/Pics"), (1, 9)),
+        (Path("/v"), (1, 2)),
+    ]
+    same: Lineage = [
+        (Path("/v/pics/inbox"), (1, 10)),
+        (Path("/v/pics"), (1, 9)),
+        (Path("/v"), (1, 2)),
+    ]
+    inside: Lineage = [(Path("/v/pics/inbox/Done"), None), *same]
+    apart: Lineage = [(Path("/v/pics/Done"), None), (Path("/v/pics"), (1, 9)), (Path("/v"), (1, 2))]
     assert config._overlap(inbox, same) == "same"
     assert config._overlap(inbox, inside) == "inside"
     assert config._overlap(inside, inbox) == "inside-reversed"

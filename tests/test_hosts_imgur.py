@@ -830,3 +830,16 @@ def test_a_used_up_limit_sets_blocked_until(
         reply.blocked_until is not None and time.time() < reply.blocked_until <= time.time() + 121
     )
     assert reply.limits is not None and reply.limits["post_remaining"] == 0
+
+
+def test_check_client_id_asks_credits_and_says_why_not(fake_imgur: FakeImgur) -> None:
+    from imgdrop.hosts.imgur import ImgurHost
+
+    with ImgurHost(fake_imgur.url, CLIENT_ID) as good:
+        assert good.check_client_id() is None
+    with ImgurHost(fake_imgur.url, "wrong-client-id-00000") as bad:
+        reason = bad.check_client_id()
+    assert reason is not None
+    assert "wrong-client-id" not in reason
+    assert [r.path for r in fake_imgur.requests] == ["/3/credits", "/3/credits"]
+    assert fake_imgur.uploads == []

@@ -632,6 +632,21 @@ class FakeHosts:
         data = True if method == "DELETE" else info
         return json_reply(200, {"data": data, "success": True, "status": 200})
 
+    def answer_credits(self, path: str, headers: dict[str, str]) -> Reply:
+        """GET /3/credits: the rate-limit figures, for a Client ID the fake accepts."""
+        auth = self._auth_error(headers, path, "GET")
+        if auth is not None:
+            return auth
+        rate = self._rate_headers(spend=False)
+        data = {
+            "UserLimit": int(rate.get("X-RateLimit-UserLimit", 12500)),
+            "UserRemaining": int(rate.get("X-RateLimit-UserRemaining", 12500)),
+            "UserReset": int(time.time()) + 3600,
+            "ClientLimit": int(rate.get("X-RateLimit-ClientLimit", 12500)),
+            "ClientRemaining": int(rate.get("X-RateLimit-ClientRemaining", 12500)),
+        }
+        return json_reply(200, {"data": data, "success": True, "status": 200}, rate)
+
     # --- the other hosts ---------------------------------------------------------------------
 
     def _store(self, host: str, prefix: str, content: bytes, mime: str, ext: str) -> str:
@@ -894,6 +909,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body(record)
         if method in ("GET", "DELETE") and path.startswith("/3/image/") and path.count("/") == 3:
             return self._send(record, fake.answer_image(method, path, dict(self.headers)))
+        if method == "GET" and path == "/3/credits":
+            return self._send(record, fake.answer_credits(path, dict(self.headers)))
         if path.startswith("/3/"):
             return self._send(record, error_reply(404, "Not found", path, method))
         return self._send(record, fake.answer_file(method, path, dict(self.headers), body))
