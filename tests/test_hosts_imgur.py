@@ -833,8 +833,6 @@ def test_a_used_up_limit_sets_blocked_until(
 
 
 def test_check_client_id_asks_credits_and_says_why_not(fake_imgur: FakeImgur) -> None:
-    from imgdrop.hosts.imgur import ImgurHost
-
     with ImgurHost(fake_imgur.url, CLIENT_ID) as good:
         assert good.check_client_id() is None
     with ImgurHost(fake_imgur.url, "wrong-client-id-00000") as bad:
