@@ -836,8 +836,8 @@ def test_check_client_id_asks_credits_and_says_why_not(fake_imgur: FakeImgur) ->
     with ImgurHost(fake_imgur.url, CLIENT_ID) as good:
         assert good.check_client_id() is None
     with ImgurHost(fake_imgur.url, "wrong-client-id-00000") as bad:
-        reason = bad.check_client_id()
-    assert reason is not None
-    assert "wrong-client-id" not in reason
+        refused = bad.check_client_id()
+    assert isinstance(refused, AuthFailed)
+    assert "wrong-client-id" not in refused.reason
     assert [r.path for r in fake_imgur.requests] == ["/3/credits", "/3/credits"]
     assert fake_imgur.uploads == []

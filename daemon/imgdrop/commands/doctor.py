@@ -7,11 +7,11 @@ import platform
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from imgdrop import config, hosts, macos, managers, notify
 from imgdrop.commands.common import running_pid
 from imgdrop.exitcodes import Exit
+from imgdrop.hosts.imgur import ImgurHost
 
 Check = tuple[bool, str, str]  # passed, what was checked, the fix (when it failed)
 
@@ -35,7 +35,7 @@ def _hosts(settings: config.Settings) -> list[Check]:
             out.append((False, f"host {name}: {err}", "fix the config, then: imgdrop hosts list"))
             continue
         try:
-            if name == "imgur":
+            if isinstance(host, ImgurHost):
                 out.append(_client_id(settings, host))
             else:
                 out.append((True, f"host {name}: configured", ""))
@@ -44,34 +44,18 @@ def _hosts(settings: config.Settings) -> list[Check]:
     return out
 
 
-def _credits(host: Any, api_url: str) -> str | None:
-    """None when Imgur accepts the Client ID, else why not (GET /3/credits costs no credits)."""
-    check = getattr(host, "check_client_id", None)
-    if check is not None:
-        result: str | None = check()
-        return result
-    # until HOSTS adds check_client_id: the same pooled session, so secrets stay scrubbed
-    answer = host._http.send("GET", api_url.rstrip("/") + "/3/credits")
-    if isinstance(answer, hosts.Transient):
-        reason = answer.reason.rstrip(".").removesuffix("; will retry")
-        return f"the Client ID could not be checked: {reason}"
-    if answer.status in (401, 403):
-        return f"Imgur refused the Client ID (HTTP {answer.status})"
-    if answer.status >= 400:
-        return f"Imgur answered HTTP {answer.status}"
-    return None
-
-
-def _client_id(settings: config.Settings, host: Any) -> Check:
+def _client_id(settings: config.Settings, host: ImgurHost) -> Check:
     from_env = os.environ.get("IMGDROP_CLIENT_ID")
     origin = "IMGDROP_CLIENT_ID" if from_env else f"client_id in {settings.path}"
-    problem = _credits(host, settings.api_url)
+    problem = host.check_client_id()
     if problem is None:
         return True, f"host imgur: the Client ID ({origin}) is accepted", ""
-    fix = f"check {origin}; a new ID: api.imgur.com/oauth2/addclient"
-    if "could not be checked" in problem:
+    if isinstance(problem, hosts.Transient):
+        reason = problem.reason.rstrip(".").removesuffix("; will retry")
         fix = "check the network connection (and api_url), then run imgdrop doctor again"
-    return False, f"host imgur: {problem}", fix
+        return False, f"host imgur: the Client ID could not be checked: {reason}", fix
+    fix = f"check {origin}; a new ID: api.imgur.com/oauth2/addclient"
+    return False, f"host imgur: {problem.reason.rstrip('.')}", fix
 
 
 def _folders(settings: config.Settings) -> list[Check]:

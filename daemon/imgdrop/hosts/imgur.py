@@ -461,19 +461,15 @@ class ImgurHost(Host):
             return answer
         return _classify_delete(answer.status, answer.headers, answer.body, time.time())
 
-    def check_client_id(self) -> str | None:
+    def check_client_id(self) -> Failure | None:
         """Ask `GET /3/credits` (costs no upload credits): None when the Client ID is accepted,
-        else one plain sentence saying why not."""
+        else the failure (Transient: Imgur could not be asked)."""
         answer = self._http.send("GET", f"{self._base}/3/credits")
-        if isinstance(answer, Transient):
-            return answer.reason
-        if 200 <= answer.status < 300:
-            return None
+        if isinstance(answer, Transient) or 200 <= answer.status < 300:
+            return answer if isinstance(answer, Transient) else None
         outcome = classify(answer.status, answer.headers, answer.body, self._http.loopback,
                            time.time())  # fmt: skip
-        if isinstance(outcome, Uploaded):  # a 2xx was handled above; never reached
-            return None
-        return outcome.reason
+        return None if isinstance(outcome, Uploaded) else outcome
 
     def delete_url(self, delete_handle: str | None, link: str) -> str | None:
         """The human delete page."""
