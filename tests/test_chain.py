@@ -5,19 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from imgdrop import config
-from imgdrop.journal import Journal
 from imgdrop.links import read_link
-from imgdrop.pipeline import Pipeline
 from imgdrop.testserver import ZIPLINE_TOKEN, FakeImgur
-from imgdrop.watcher import Watcher
 from tests import images
 from tests.conftest import CLIENT_ID, wait_until
+from tests.test_pipeline import running
 from tests.workspace import DaemonProcess, Workspace
 
 HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + os.urandom(64)
@@ -33,22 +28,6 @@ def custom_host(workspace: Workspace, fake_imgur: FakeImgur, monkeypatch: pytest
     monkeypatch.setenv("ZIPLINE_TOKEN", ZIPLINE_TOKEN)
     for key, value in fake_imgur.env().items():
         monkeypatch.setenv(key, value)
-
-
-@contextmanager
-def running(ws: Workspace) -> Iterator[Pipeline]:
-    settings = ws.settings()
-    config.ensure_folders(settings)
-    with Journal(settings.journal) as journal:
-        pipeline = Pipeline(settings, journal)
-        pipeline.start()
-        watcher = Watcher(settings.inbox, settings.settle_seconds, False, pipeline.submit)
-        watcher.start()
-        try:
-            yield pipeline
-        finally:
-            watcher.stop()
-            pipeline.stop(5)
 
 
 def imgur_posts(fake: FakeImgur) -> int:
