@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from imgdrop.journal import Journal
 from tests.commandkit import image, imgdrop, upload_once
+from tests.conftest import CLIENT_ID
 from tests.fakeimgur import FakeImgur
 from tests.workspace import Workspace
 
@@ -90,3 +93,20 @@ def test_an_upload_gone_from_the_host_is_marked_deleted(
     assert done.returncode == 0, done.stderr
     assert "already gone from imgur" in done.stdout
     assert _rows(workspace)[0]["state"] == "deleted"
+
+
+def test_delete_uses_the_rows_host_0x0_with_its_token(
+    workspace: Workspace, fake_imgur: FakeImgur, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in fake_imgur.env().items():
+        monkeypatch.setenv(key, value)
+    workspace.write(api_url=fake_imgur.url, client_id=CLIENT_ID, hosts=["0x0.st"])
+    upload_once(workspace, {"zero.png": image(16)})
+    (row,) = _rows(workspace)
+    assert row["host"] == "0x0.st"
+    assert fake_imgur.file_at(row["link"]) is not None
+    done = imgdrop(workspace, "delete", "last")
+    assert done.returncode == 0, done.stderr
+    assert fake_imgur.file_at(row["link"]) is None  # gone on the host, by its X-Token
+    assert not any(r.path.startswith("/3/") for r in fake_imgur.requests)  # Imgur untouched
+    assert row["deletehash"] not in done.stdout + done.stderr
