@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 MAX_WAIT = 86400.0  # no gate a host derives is trusted beyond a day (SPEC: clamp to 24 h)
 PROBE_RECHECK = 1.0  # seconds between looks at a host whose probe is still out
 META_PREFIX = "host:"
+BUSY = "answering another file first"  # a probe is out: a moment's wait, not worth a log line
 LIMITS_SAVE_SECONDS = 5.0  # how stale the rate-limit figures `status` shows may be
 
 
@@ -207,7 +208,7 @@ class HostStates:
             if host is None:
                 return "not configured"
             if host.probing:
-                return "answering another file first"
+                return BUSY
             state, until = host.state(now)
             if state == "outage":
                 return host.reason.rstrip(".")

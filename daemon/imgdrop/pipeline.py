@@ -114,6 +114,8 @@ class Pipeline:
         self._queue.later(path, later.due, later.reason)
         if not later.quiet:
             log.warning("%s: stays in the inbox: %s", shown(path.name), later.reason)
+        elif later.moment:
+            log.debug("%s: %s", shown(path.name), later.reason)
         elif self._said.get(path) != later.reason:
             self._said[path] = later.reason  # named once per cause
             log.info("%s: waits in the inbox: %s", shown(path.name), later.reason)

@@ -34,7 +34,7 @@ from imgdrop.hosts import (
     Uploaded,
     link_exists,
 )
-from imgdrop.hoststate import HostStates, label, when
+from imgdrop.hoststate import BUSY, HostStates, label, when
 from imgdrop.inboxfile import (
     Job,
     file_sha256,
@@ -62,7 +62,8 @@ class Later:
 
     due: float
     reason: str
-    quiet: bool = False
+    quiet: bool = False  # waits for a host, not for this file: named once (INFO), not warned
+    moment: bool = False  # waits only for another file's answer: DEBUG
 
 
 def backoff(failures: int, settings: Settings) -> float:
@@ -91,7 +92,7 @@ class Steps:
         """Take one inbox file as far as it goes now; Later when it must wait, else None."""
         wait = self.states.next_usable()
         if wait > time.time():  # checked before the file is even opened
-            return Later(wait, self._waiting_reason(set()), quiet=True)
+            return self._waiting(wait, set())
         try:
             stream = open_regular(path)
             if stream is None:
@@ -252,11 +253,12 @@ class Steps:
         due = self.states.next_usable(allowed)
         if sent:  # this file was the probe: the next probe is another waiting file
             due += PROBE_TURN
-        return Later(due, self._waiting_reason(refused), quiet=True)
+        return self._waiting(due, refused)
 
-    def _waiting_reason(self, refused: Collection[str]) -> str:
-        hosts = (f"{n}: {self.states.why(n) or 'busy'}" for n in self.hosts if n not in refused)
-        return f"waiting for a host ({'; '.join(hosts)})"
+    def _waiting(self, due: float, refused: Collection[str]) -> Later:
+        why = [(n, self.states.why(n)) for n in self.hosts if n not in refused]
+        reason = "waiting for a host ({})".format("; ".join(f"{n}: {w}" for n, w in why))
+        return Later(due, reason, quiet=True, moment=all(w == BUSY for _, w in why))
 
     def _answer(self, job: Job, entry: Entry, name: str, reply: Reply, since: int
                 ) -> Entry | Later | Permanent | None:  # fmt: skip
