@@ -97,3 +97,16 @@ def test_an_auth_pause_lifts_on_reload(journal: Journal) -> None:
     assert made.pick() is None
     assert made.lift_pauses() is True
     assert made.pick() == "imgur"
+
+
+def test_files_wait_for_the_preferred_hosts_first_answer_not_the_next_host(
+    journal: Journal,
+) -> None:
+    made, _ = states(journal)
+    assert made.pick() == "imgur"  # the first file finds out whether imgur works
+    assert made.pick() is None  # the next waits a moment instead of going to catbox
+    made.note_success("imgur")
+    made.release_probe("imgur")
+    assert made.pick() == "imgur"
+    made.note_trouble("imgur", "HTTP 503", counted_since=made.successes("imgur"))
+    assert made.pick() == "catbox"  # while imgur is failing, the next host takes files

@@ -180,13 +180,19 @@ class HostStates:
 
         A host in an outage, or not heard from since start, is sent one file (the probe) and
         nothing else until it answers: a blocked Imgur is asked once, not once per worker.
+        While a preferred host's first answer is pending, files wait for it (a moment) rather
+        than go to the next host; while it is failing, the next host takes them.
         """
         now = time.time()
         with self._lock:
             for host in self._hosts.values():
-                if allowed(host.name) and host.usable_at(now) <= now:
+                if not allowed(host.name):
+                    continue
+                if host.usable_at(now) <= now:
                     host.probing = host.outage or not host.proven
                     return host.name
+                if host.probing and not host.outage and host.usable_at(now) <= now + PROBE_RECHECK:
+                    return None  # only its first answer is pending, no gate
         return None
 
     def next_usable(self, allowed: Callable[[str], bool] = lambda name: True) -> float:
