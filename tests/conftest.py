@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pwd
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -84,3 +89,51 @@ def daemons() -> Iterator[list[DaemonProcess]]:
     yield started
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder an unprivileged user can reach (pytest's tmp_path is private to root)."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to an unprivileged user needs root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' to run as")
+    where = Path(tempfile.mkdtemp(prefix="imgdrop-journal-"))
+    where.chmod(0o755)
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def as_nobody(action: Callable[[], object]) -> str:
+    """Run `action` in a forked child as user nobody; return "ok" or "<Error>: <message>".
+
+    A fork rather than `subprocess(user=...)`: the interpreter lives under /root, which nobody
+    cannot execute, while a forked child already has everything loaded.
+    """
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        outcome = "child crashed"
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            action()
+            outcome = "ok"
+        except BaseException as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        finally:
+            with contextlib.suppress(BaseException):
+                os.write(write_end, outcome.encode("utf-8", "replace"))
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return result

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -15,7 +18,7 @@ from imgdrop import __version__
 from imgdrop.cli import main
 from imgdrop.config import load
 from imgdrop.exitcodes import Exit
-from tests.conftest import CLIENT_ID
+from tests.conftest import CLIENT_ID, as_nobody
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,29 +188,38 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert (piped.stdout.strip(), piped.stderr) == ("0", "")
 
 
-def test_journal_error_is_one_line_exit_78(tmp_path: Path) -> None:
-    config_file = tmp_path / "config.yaml"
-    journal = tmp_path / "ro" / "history.sqlite3"
+def test_journal_error_is_one_line_exit_78(shared_dir: Path) -> None:
+    """As user nobody (root can write anything): a read-only journal is one line, exit 78."""
+    journal = shared_dir / "ro" / "history.sqlite3"
     journal.parent.mkdir()
+    config_file = shared_dir / "config.yaml"
     config_file.write_text(
-        f"client_id: {CLIENT_ID}\njournal: {journal}\ninbox: {tmp_path / 'i'}\n"
-        f"outbox: {tmp_path / 'o'}\ndone: {tmp_path / 'd'}\nfailed: {tmp_path / 'f'}\n",
+        f"client_id: {CLIENT_ID}\njournal: {journal}\ninbox: {shared_dir / 'i'}\n"
+        f"outbox: {shared_dir / 'o'}\ndone: {shared_dir / 'd'}\nfailed: {shared_dir / 'f'}\n",
         encoding="utf-8",
     )
-    config_file.chmod(0o600)
-    assert main(["--config", str(config_file), "history"]) == Exit.OK  # no journal yet: empty
     journal.write_bytes(b"")
-    journal.chmod(0o400)
-    journal.parent.chmod(0o500)
-    try:
-        if os.geteuid() == 0:
-            pytest.skip("root can write anything")
-        result = imgdrop("--config", str(config_file), "delete", "last")
-    finally:
-        journal.parent.chmod(0o700)
-    assert result.returncode == Exit.CONFIG
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    for path, mode in ((config_file, 0o600), (journal, 0o400), (journal.parent, 0o500)):
+        os.chown(path, *_nobody_ids())
+        path.chmod(mode)
+    for folder in "iodf":
+        (shared_dir / folder).mkdir(mode=0o777)
+        (shared_dir / folder).chmod(0o777)
+
+    def attempt() -> None:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["--config", str(config_file), "delete", "last"])
+        assert code == Exit.CONFIG, err.getvalue()
+        assert "Traceback" not in err.getvalue()
+        assert len(err.getvalue().strip().splitlines()) == 1, err.getvalue()
+
+    assert as_nobody(attempt) == "ok"
+
+
+def _nobody_ids() -> tuple[int, int]:
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid
 
 
 def test_config_path_follows_option_and_environment(

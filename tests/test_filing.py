@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from imgdrop import filing
 from imgdrop.filing import candidates, claim, error_path, file_failed, link_at
 from tests import images
+from tests.conftest import as_nobody
 
 
 def names(folder: Path) -> list[str]:
@@ -110,18 +111,22 @@ def test_unusable_target_leaves_the_source_in_place(tmp_path: Path) -> None:
     assert src.read_bytes() == b"data"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_read_only_target_leaves_the_source_in_place(tmp_path: Path) -> None:
-    src = _drop(tmp_path / "Inbox", "shot.png", b"data")
-    failed = tmp_path / "Failed"
+def test_read_only_target_leaves_the_source_in_place(shared_dir: Path) -> None:
+    """Run as user nobody: root would write into a read-only folder anyway."""
+    inbox, failed = shared_dir / "Inbox", shared_dir / "Failed"
+    inbox.mkdir(mode=0o777)
+    inbox.chmod(0o777)
     failed.mkdir()
     failed.chmod(0o555)
-    try:
+    src = _drop(inbox, "shot.png", b"data")
+    src.chmod(0o666)
+
+    def attempt() -> None:
         with pytest.raises(PermissionError):
             file_failed(src, failed, "Nope.", {})
-        assert names(failed) == []
-    finally:
-        failed.chmod(0o755)
+
+    assert as_nobody(attempt) == "ok"
+    assert names(failed) == []
     assert src.read_bytes() == b"data"
 
 

@@ -24,6 +24,7 @@ import pytest
 
 from imgdrop import journal as journal_module
 from imgdrop.journal import MIGRATIONS, Entry, Journal, JournalError
+from tests.conftest import as_nobody
 
 SHA = "a" * 64
 OTHER_SHA = "b" * 64
@@ -624,54 +625,6 @@ def test_a_journal_from_a_newer_imgdrop_is_refused_untouched(db_path: Path) -> N
     assert not list(db_path.parent.glob("*.corrupt-*")), "a newer journal is not corrupt"
 
 
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A folder an unprivileged user can reach (pytest's tmp_path is private to root)."""
-    if os.geteuid() != 0:
-        pytest.skip("switching to an unprivileged user needs root")
-    try:
-        pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no user 'nobody' to run as")
-    where = Path(tempfile.mkdtemp(prefix="imgdrop-journal-"))
-    where.chmod(0o755)
-    try:
-        yield where
-    finally:
-        shutil.rmtree(where, ignore_errors=True)
-
-
-def _as_nobody(action: Callable[[], object]) -> str:
-    """Run `action` in a forked child as user nobody; return "ok" or "<Error>: <message>".
-
-    A fork rather than `subprocess(user=...)`: the interpreter lives under /root, which nobody
-    cannot execute, while a forked child already has everything loaded.
-    """
-    nobody = pwd.getpwnam("nobody")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        outcome = "child crashed"
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            action()
-            outcome = "ok"
-        except BaseException as exc:
-            outcome = f"{type(exc).__name__}: {exc}"
-        finally:
-            with contextlib.suppress(BaseException):
-                os.write(write_end, outcome.encode("utf-8", "replace"))
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        result = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return result
-
-
 def _open_and_write(path: Path) -> Callable[[], object]:
     def action() -> None:
         with Journal(path) as journal:
@@ -699,13 +652,13 @@ def _journal_for_nobody(shared_dir: Path) -> Path:
 
 def test_nobody_can_use_their_own_journal(shared_dir: Path) -> None:
     path = _journal_for_nobody(shared_dir)
-    assert _as_nobody(_open_and_write(path)) == "ok"
+    assert as_nobody(_open_and_write(path)) == "ok"
 
 
 def test_a_read_only_journal_is_one_line_with_the_fix(shared_dir: Path) -> None:
     path = _journal_for_nobody(shared_dir)
     path.chmod(0o400)
-    outcome = _as_nobody(_open_and_write(path))
+    outcome = as_nobody(_open_and_write(path))
     assert outcome.startswith("JournalError: "), outcome
     assert f"the journal {path} is read-only: `chmod u+rw {path}`" in outcome
     assert "journal:" in outcome and "\n" not in outcome
@@ -714,7 +667,7 @@ def test_a_read_only_journal_is_one_line_with_the_fix(shared_dir: Path) -> None:
 def test_a_read_only_folder_is_one_line_with_the_fix(shared_dir: Path) -> None:
     path = _journal_for_nobody(shared_dir)
     path.parent.chmod(0o500)
-    outcome = _as_nobody(_open_and_write(path))
+    outcome = as_nobody(_open_and_write(path))
     assert outcome.startswith("JournalError: "), outcome
     assert f"cannot write the journal's folder {path.parent}" in outcome
     assert f"chmod u+rwx {path.parent}" in outcome
@@ -728,7 +681,7 @@ def test_a_journal_owned_by_someone_else_is_one_line_with_the_fix(shared_dir: Pa
         companion = Path(f"{path}{suffix}")
         companion.touch()
         _give(companion, "root", 0o666)
-    outcome = _as_nobody(_open_and_write(path))
+    outcome = as_nobody(_open_and_write(path))
     assert outcome.startswith("JournalError: "), outcome
     assert f"the journal {path}-wal belongs to root, not to you (nobody)" in outcome
     assert f"sudo chown nobody {path}-wal" in outcome
@@ -738,7 +691,7 @@ def test_a_folder_that_cannot_be_created_is_one_line(shared_dir: Path) -> None:
     locked = shared_dir / "locked"
     locked.mkdir(mode=0o755)  # root's, so nobody cannot create anything inside
     path = locked / "data" / "history.sqlite3"
-    outcome = _as_nobody(_open_and_write(path))
+    outcome = as_nobody(_open_and_write(path))
     assert outcome.startswith("JournalError: "), outcome
     assert f"cannot create the journal's folder {path.parent}" in outcome
 
