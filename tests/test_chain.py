@@ -64,7 +64,7 @@ def test_imgur_blocked_files_land_via_the_custom_host_and_stay_skipped_after_res
 
 
 def test_imgur_blocked_alone_files_wait_and_nothing_fails(
-    workspace: Workspace, fake_imgur: FakeImgur
+    workspace: Workspace, fake_imgur: FakeImgur, caplog: pytest.LogCaptureFixture
 ) -> None:
     ws = workspace
     fake_imgur.edge_block()
@@ -75,6 +75,7 @@ def test_imgur_blocked_alone_files_wait_and_nothing_fails(
     assert imgur_posts(fake_imgur) == 1
     assert ws.names(ws.inbox) == ["a.png", "b.png"]
     assert ws.names(ws.failed) == []
+    assert "files wait in the inbox" in caplog.text  # the log says why, in one line
 
 
 def test_while_imgur_is_rate_limited_files_flow_to_the_next_host(

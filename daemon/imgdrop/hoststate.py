@@ -298,8 +298,11 @@ class HostStates:
             host.blocked_reason = host.reason = reason
             host.probing = host.proven = False  # when the block ends, one file finds out
             self._save(host)
-        log.warning("%s: %s Skipped until %s; the next host in `hosts` takes its files.",
-                    label(name), reason, when(host.blocked_until))  # fmt: skip
+            alone = len(self._hosts) == 1
+        then = ("no other host is in `hosts`, so files wait in the inbox (add one, e.g. 0x0.st)"
+                if alone else "the next host in `hosts` takes its files")  # fmt: skip
+        said = reason if reason.startswith(label(name)) else f"{label(name)}: {reason}"
+        log.warning("%s Skipped until %s; %s.", said, when(host.blocked_until), then)
 
     def note_trouble(self, name: str, reason: str, counted_since: int | None) -> bool:
         """A transient failure. True when it counts against the file: the host worked since
