@@ -307,6 +307,18 @@ class Soak:
             ("Retry-After garbage + wait in message", {"Retry-After": "soon"}, wait),
         ]
 
+    def guarded(self, name: str, body: Callable[[], None]) -> Callable[[], None]:
+        """`body` whose exception is an audit failure (a thread's traceback alone would pass)."""
+
+        def run() -> None:
+            try:
+                body()
+            except Exception as exc:
+                self.errors.append(f"{name}: {exc!r}")
+                self.stop.set()
+
+        return run
+
     def killer(self) -> None:
         rng, span = self.rng, max(10.0, min(60.0, (self.end - time.monotonic()) / 6))
         while self.sleep(rng.uniform(span / 3, span)):
@@ -448,6 +460,10 @@ def audit(soak: Soak) -> tuple[list[str], dict[str, object]]:  # noqa: PLR0912
 
     peak = max((kb for _, _, kb in soak.rss), default=0)
     failures += rss_growth(soak.rss)
+    families: Counter[str] = Counter()
+    for label, count in soak.faults.items():
+        family = label.split(" (")[0] if label[0] != "5" else "5xx answers"
+        families["429 odd reset" if label.startswith("429") else family] += count
     statuses = Counter(r.status for r in fake.requests if r.method in ("POST", "PUT"))
     figures: dict[str, object] = {
         "files dropped": len(soak.items),
@@ -455,6 +471,7 @@ def audit(soak: Soak) -> tuple[list[str], dict[str, object]]:  # noqa: PLR0912
         "done": sum(len(v) for v in done.values()),
         "failed (refused by the server)": len(failed_files),
         "uploads accepted": len(fake.uploads),
+        "faults by kind": dict(families),
         "faults injected": dict(soak.faults),
         "upload answers by status": {str(k): v for k, v in statuses.items()},
         "HTML outage answers": fake.outage_answers,
@@ -523,7 +540,9 @@ def test_soak(tmp_path: Path) -> None:
             ("killer", soak.killer),
             ("flood", soak.flood),
         ]
-        threads = [threading.Thread(target=f, name=f"soak-{n}") for n, f in targets]
+        threads = [
+            threading.Thread(target=soak.guarded(n, f), name=f"soak-{n}") for n, f in targets
+        ]
         sampler = threading.Thread(target=soak.rss_sampler, name="soak-rss")
         sampler.start()
         for t in threads:
