@@ -407,3 +407,18 @@ def test_an_auth_pause_ends_on_sighup_or_by_itself(
     wait_until(lambda: daemon.log.count("Uploads are paused") == 2, message="the second pause")
     fake_imgur.client_id = CLIENT_ID
     wait_until(lambda: in_done(ws, 2), message=f"b.png without any signal; log:\n{daemon.log}")
+
+
+def test_a_file_waiting_through_an_outage_is_named_once(
+    workspace: Workspace, fake_imgur: FakeImgur, daemons: list[DaemonProcess]
+) -> None:
+    """An outage of changing 5xx answers: each waiting file is named once, not per probe."""
+    ws = workspace
+    for status in (502, 503, 500, 504, 502, 503):
+        fake_imgur.fail_next(1, status)
+    daemon = start(ws, daemons)
+    for i in range(3):
+        ws.drop(f"w{i}.png", images.png())
+    wait_until(lambda: in_done(ws, 3), timeout=20, message=f"all in done/; log:\n{daemon.log}")
+    for i in range(3):
+        assert daemon.log.count(f"w{i}.png: waits in the inbox") <= 1, daemon.log

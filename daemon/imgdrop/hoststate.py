@@ -222,6 +222,12 @@ class HostStates:
                  "rate-limited": "rate limit used up"}.get(state, state)  # fmt: skip
         return f"{words} until {when(until)}" if until else words
 
+    def state_of(self, name: str) -> str:
+        """The host's state name alone (no times, no server words): what a wait is for."""
+        with self._lock:
+            host = self._hosts.get(name)
+            return host.state(time.time())[0] if host else "not configured"
+
     # -- answers -------------------------------------------------------------
 
     def note_success(self, name: str) -> None:

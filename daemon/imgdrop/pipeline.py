@@ -116,8 +116,8 @@ class Pipeline:
             log.warning("%s: stays in the inbox: %s", shown(path.name), later.reason)
         elif later.moment:
             log.debug("%s: %s", shown(path.name), later.reason)
-        elif self._said.get(path) != later.reason:
-            self._said[path] = later.reason  # named once per cause
+        elif self._said.get(path) != later.cause:
+            self._said[path] = later.cause  # named once per cause
             log.info("%s: waits in the inbox: %s", shown(path.name), later.reason)
 
     def _sweep(self) -> None:

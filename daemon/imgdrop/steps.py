@@ -64,6 +64,7 @@ class Later:
     reason: str
     quiet: bool = False  # waits for a host, not for this file: named once (INFO), not warned
     moment: bool = False  # waits only for another file's answer: DEBUG
+    cause: str = ""  # what it waits for, without times: the file is named again only if it changes
 
 
 def backoff(failures: int, settings: Settings) -> float:
@@ -256,9 +257,11 @@ class Steps:
         return self._waiting(due, refused)
 
     def _waiting(self, due: float, refused: Collection[str]) -> Later:
-        why = [(n, self.states.why(n)) for n in self.hosts if n not in refused]
-        reason = "waiting for a host ({})".format("; ".join(f"{n}: {w}" for n, w in why))
-        return Later(due, reason, quiet=True, moment=all(w == BUSY for _, w in why))
+        why = {n: self.states.why(n) for n in self.hosts if n not in refused}
+        reason = "waiting for a host ({})".format("; ".join(f"{n}: {w}" for n, w in why.items()))
+        cause = ", ".join(f"{n} {self.states.state_of(n)}" for n in why)
+        moment = all(w == BUSY for w in why.values())
+        return Later(due, reason, quiet=True, moment=moment, cause=cause)
 
     def _answer(self, job: Job, entry: Entry, name: str, reply: Reply, since: int
                 ) -> Entry | Later | Permanent | None:  # fmt: skip
