@@ -17,7 +17,7 @@ def states(journal: Journal, names: tuple[str, ...] = ("imgur", "catbox"), **kw:
            ) -> tuple[HostStates, list[int]]:  # fmt: skip
     woken: list[int] = []
     made = HostStates(names, journal, float(kw.get("hours", 6)), (0.05, 0.2),  # type: ignore[arg-type]
-                      on_usable=lambda: woken.append(1))  # fmt: skip
+                      on_usable=lambda paced: woken.append(int(paced)))  # fmt: skip
     return made, woken
 
 

@@ -115,7 +115,11 @@ def read_states(journal: Journal, names: Iterable[str]) -> dict[str, dict[str, o
 
 
 class HostStates:
-    """The chain's gates, shared by the workers; `on_usable` is called when a host comes back."""
+    """The chain's gates, shared by the workers.
+
+    `on_usable(paced)` is called when a host may take files again: paced after an outage or a
+    pause (a backlog goes gradually), at once when only a probe's answer was awaited.
+    """
 
     def __init__(
         self,
@@ -123,7 +127,7 @@ class HostStates:
         journal: Journal,
         blocked_hours: float,
         retry: tuple[float, float],
-        on_usable: Callable[[], None],
+        on_usable: Callable[[bool], None],
     ) -> None:
         self._journal = journal
         self._lock = threading.Lock()
@@ -260,7 +264,7 @@ class HostStates:
                 self._save(host)
         if news:
             log.info("%s %s; uploads continue", label(name), " and ".join(news))
-            self._on_usable()
+            self._on_usable(True)
 
     def note_limits(self, name: str, limits: dict[str, float | None] | None, until: float | None,
                     reason: str = "rate limit used up") -> None:  # fmt: skip
@@ -352,7 +356,7 @@ class HostStates:
             if host is not None:
                 host.probing = False
         if was:
-            self._on_usable()
+            self._on_usable(False)
 
     def lift_pauses(self) -> bool:
         """Config saved or SIGHUP: try paused hosts, and a host in an outage, again now.

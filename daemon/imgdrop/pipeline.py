@@ -16,7 +16,7 @@ from imgdrop.hoststate import HostStates
 from imgdrop.inboxfile import same_file, shown
 from imgdrop.journal import Journal
 from imgdrop.notify import Notifier
-from imgdrop.scheduler import Workers, WorkQueue
+from imgdrop.scheduler import PACE, Workers, WorkQueue
 from imgdrop.steps import Steps
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,8 @@ class Pipeline:
         self._workers.heal()
         return count
 
-    def _wake(self) -> None:
-        self._queue.wake()
+    def _wake(self, paced: bool) -> None:
+        self._queue.wake(PACE if paced else 0.0)
 
     def forget(self, folder: Path) -> None:
         """Drop the queued files of a folder that is no longer the inbox."""

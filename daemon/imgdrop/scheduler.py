@@ -88,19 +88,19 @@ class WorkQueue:
             if due is not None and path not in self._due:
                 self._push(path, due)
 
-    def wake(self, only: Callable[[str], bool] = lambda reason: True) -> int:
-        """Make waiting files (those whose reason `only` accepts) due now, paced; their count.
+    def wake(self, pace: float = PACE) -> int:
+        """Make waiting files due now, `pace` seconds apart; their count.
 
         Files a worker holds look again when released: one may be deciding to wait right now.
         """
         with self.cond:
             self._again.update(self._active)
-            chosen = [p for p, why in self._waiting.items() if p in self._due and only(why)]
+            chosen = [p for p in self._waiting if p in self._due]
             chosen.sort(key=self._due.__getitem__)
             start = time.time()
             for i, path in enumerate(chosen):
                 del self._waiting[path]  # due (if paced) rather than waiting: not settled
-                self._push(path, start + i * PACE)
+                self._push(path, start + i * pace)
             self.cond.notify_all()
             return len(chosen)
 

@@ -21,10 +21,9 @@ def upload(settings: Settings, files: list[Path]) -> Exit:
     """Print one link per uploaded file; exit 1 when any could not be uploaded now."""
     ok = True
     with Journal(settings.journal) as journal:
-        states = HostStates(
-            settings.hosts, journal, settings.blocked_retry_hours,
-            (settings.retry_initial_seconds, settings.retry_max_seconds), on_usable=lambda: None,
-        )  # fmt: skip
+        retry = (settings.retry_initial_seconds, settings.retry_max_seconds)
+        states = HostStates(settings.hosts, journal, settings.blocked_retry_hours, retry,
+                            on_usable=lambda paced: None)  # fmt: skip
         steps = Steps(journal, states, Notifier(False, False, settings.clipboard_format))
         steps.hosts = {host.name: host for host in hosts.build(settings)}
         try:
