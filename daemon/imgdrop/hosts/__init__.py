@@ -59,9 +59,8 @@ def sxcu_path(settings: Any, name: str) -> Path:
 
 
 def host_names(settings: Any) -> list[str]:
-    """The configured host names, in order (`[imgur]` until the config has the key)."""
-    names = getattr(settings, "hosts", None)
-    return list(names) if names else ["imgur"]
+    """The configured host names, in order."""
+    return list(settings.hosts)
 
 
 def build_one(settings: Any, name: str) -> Host:

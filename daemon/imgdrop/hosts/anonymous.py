@@ -218,7 +218,7 @@ def anonymous_host(name: str, settings: Any) -> Host:
             return ZeroXZero(name, url)
         if name == "catbox":
             return Catbox(name, url, {"reqtype": "fileupload"})
-        expiry = str(getattr(settings, "litterbox_expiry", "72h"))
+        expiry = str(settings.litterbox_expiry)
         if expiry not in LITTERBOX_EXPIRY:
             raise ConfigError(
                 f"{settings.path}: litterbox_expiry must be one of {', '.join(LITTERBOX_EXPIRY)}"
