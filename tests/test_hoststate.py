@@ -13,10 +13,10 @@ from imgdrop.journal import Journal
 from tests.conftest import wait_until
 
 
-def states(journal: Journal, names: tuple[str, ...] = ("imgur", "catbox"), **kw: object
+def states(journal: Journal, names: tuple[str, ...] = ("imgur", "catbox"), hours: float = 6
            ) -> tuple[HostStates, list[int]]:  # fmt: skip
     woken: list[int] = []
-    made = HostStates(names, journal, float(kw.get("hours", 6)), (0.05, 0.2),  # type: ignore[arg-type]
+    made = HostStates(names, journal, hours, (0.05, 0.2),
                       on_usable=lambda paced: woken.append(int(paced)))  # fmt: skip
     return made, woken
 

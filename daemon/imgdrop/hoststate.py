@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -38,7 +39,7 @@ def when(epoch: float) -> str:
 
 def clamp(until: float | None, now: float, cap: float = MAX_WAIT) -> float:
     """A gate's end, never more than `cap` seconds away; 0 for none or nonsense (NaN)."""
-    if until is None or until != until or until <= now:  # noqa: PLR0124 - NaN check
+    if until is None or math.isnan(until) or until <= now:
         return 0.0
     return min(until, now + cap)
 
@@ -174,10 +175,6 @@ class HostStates:
         return host
 
     # -- choosing ------------------------------------------------------------
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return list(self._hosts)
 
     def pick(self, allowed: Callable[[str], bool] = lambda name: True) -> str | None:
         """The first host usable now that `allowed` accepts.

@@ -83,10 +83,6 @@ class Pipeline:
     def _wake(self, paced: bool) -> None:
         self._queue.wake(PACE if paced else 0.0)
 
-    def forget(self, folder: Path) -> None:
-        """Drop the queued files of a folder that is no longer the inbox."""
-        self._queue.forget(folder)
-
     def submit(self, path: Path) -> None:
         """Queue a ready file (at most one queue entry per path)."""
         self._workers.heal()
